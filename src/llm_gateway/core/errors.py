@@ -14,7 +14,8 @@ from typing import ClassVar
 
 
 class GatewayError(Exception):
-    status: ClassVar[int] = 500
+    # An instance may override its class's status (AllRoutesFailedError does).
+    status: int = 500
     retryable: ClassVar[bool] = False
     openai_type: ClassVar[str] = "api_error"
     anthropic_type: ClassVar[str] = "api_error"
@@ -123,26 +124,26 @@ class ProviderUnavailableError(UpstreamError):
     default_code = "provider_unavailable"
 
 
-class TimeoutError_(UpstreamError):  # noqa: N801 - avoid shadowing the builtin
+class UpstreamTimeoutError(UpstreamError):
     status = 504
     openai_type = "timeout"
     anthropic_type = "timeout_error"
     default_code = "timeout"
 
 
-class ConnectTimeoutError(TimeoutError_):
+class ConnectTimeoutError(UpstreamTimeoutError):
     default_code = "connect_timeout"
 
 
-class FirstTokenTimeoutError(TimeoutError_):
+class FirstTokenTimeoutError(UpstreamTimeoutError):
     default_code = "first_token_timeout"
 
 
-class IdleTimeoutError(TimeoutError_):
+class IdleTimeoutError(UpstreamTimeoutError):
     default_code = "idle_timeout"
 
 
-class TotalTimeoutError(TimeoutError_):
+class TotalTimeoutError(UpstreamTimeoutError):
     default_code = "total_timeout"
 
 
@@ -167,11 +168,7 @@ class AllRoutesFailedError(GatewayError):
         )
         self.failures = failures
         # The caller sees the status of the last failure: it is what the final route said.
-        self._status = last.status if last else 502
-
-    @property  # type: ignore[misc]
-    def status(self) -> int:  # type: ignore[override]
-        return self._status
+        self.status = last.status if last else 502
 
 
 def error_for_status(status: int) -> type[GatewayError]:
@@ -185,7 +182,7 @@ def error_for_status(status: int) -> type[GatewayError]:
     if status == 404:
         return NotFoundError
     if status == 408:
-        return TimeoutError_
+        return UpstreamTimeoutError
     if status == 413:
         return PayloadTooLargeError
     if status == 429:

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Protocol, runtime_checkable
 
-from llm_gateway.core.types import ChatRequest, ChatResponse, ModelInfo
 from llm_gateway.core.events import StreamEvent
+from llm_gateway.core.types import ChatRequest, ChatResponse, ModelInfo
 
 
 @runtime_checkable
