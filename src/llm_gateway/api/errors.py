@@ -1,0 +1,20 @@
+"""Rendering of ``GatewayError`` in the OpenAI error shape."""
+
+from __future__ import annotations
+
+import msgspec
+
+from llm_gateway.api.openai.stream import error_payload
+from llm_gateway.core.errors import GatewayError
+
+
+def openai_error_body(error: GatewayError) -> bytes:
+    return msgspec.json.encode(error_payload(error))
+
+
+def error_headers(error: GatewayError, request_id: str) -> list[tuple[bytes, bytes]]:
+    headers = [(b"content-type", b"application/json"), (b"x-request-id", request_id.encode())]
+    if error.retry_after is not None:
+        headers.append((b"retry-after", str(max(1, round(error.retry_after))).encode()))
+        headers.append((b"retry-after-ms", str(int(error.retry_after * 1000)).encode()))
+    return headers

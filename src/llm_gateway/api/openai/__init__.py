@@ -1,0 +1,1 @@
+"""The OpenAI-compatible inbound API (``/v1/chat/completions``, ``/v1/models``)."""

@@ -1,0 +1,173 @@
+"""``POST /v1/chat/completions`` as a raw ASGI endpoint: parse, route, encode.
+
+Kept off FastAPI's request machinery because the hot path's budget is a few hundred
+microseconds per request on one core (see docs/performance.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+
+import msgspec
+
+from llm_gateway.api.asgi import (
+    DisconnectWatch,
+    Receive,
+    Scope,
+    Send,
+    read_body,
+    request_id,
+    send_body,
+)
+from llm_gateway.api.errors import error_headers, openai_error_body
+from llm_gateway.api.openai.convert import parse_request, response_to_wire
+from llm_gateway.api.openai.stream import OpenAIStreamEncoder
+from llm_gateway.api.sse import HeartbeatTicker, SSEResponse
+from llm_gateway.core.errors import GatewayError, UpstreamError
+from llm_gateway.core.events import StreamEvent
+from llm_gateway.core.types import ChatRequest
+from llm_gateway.routing.router import ModelPlan, Route, Router, close_stream
+
+log = logging.getLogger("llm_gateway.api")
+_encode = msgspec.json.encode
+
+
+def _route_headers(rid: str, route: Route) -> list[tuple[bytes, bytes]]:
+    return [
+        (b"x-request-id", rid.encode()),
+        (b"x-gateway-provider", route.provider_name.encode()),
+        (b"x-gateway-model", route.model.encode()),
+    ]
+
+
+def internal_error(exc: BaseException) -> GatewayError:
+    """A bug must still answer in the dialect's shape, without leaking internals."""
+    log.error("unexpected error while serving a request", exc_info=exc)
+    error = UpstreamError("The gateway hit an internal error while serving this request.")
+    error.status = 500
+    error.code = "internal_error"
+    return error
+
+
+class ChatCompletions:
+    def __init__(self, router: Router, *, max_body_bytes: int, ticker: HeartbeatTicker) -> None:
+        self._router = router
+        self._max_body = max_body_bytes
+        self._ticker = ticker
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        rid = request_id(scope)
+        try:
+            body = await read_body(scope, receive, self._max_body)
+            request, include_usage = parse_request(body)
+            plan = self._router.resolve(request.model)
+            request = plan.prepare(request)
+        except GatewayError as error:
+            await send_body(send, error.status, openai_error_body(error), error_headers(error, rid))
+            return
+        watch = DisconnectWatch(receive)
+        try:
+            if request.stream:
+                await self._stream(plan, request, rid, send, watch, include_usage)
+            else:
+                await self._complete(plan, request, rid, send, watch)
+        except asyncio.CancelledError:
+            if not watch.absorb_cancel():
+                raise
+        finally:
+            watch.finish()
+
+    async def _complete(
+        self, plan: ModelPlan, request: ChatRequest, rid: str, send: Send, watch: DisconnectWatch
+    ) -> None:
+        try:
+            response, route = await self._router.complete(plan, request)
+            body = _encode(response_to_wire(response, request.model))
+        except GatewayError as error:
+            watch.finish()
+            await send_body(send, error.status, openai_error_body(error), error_headers(error, rid))
+            return
+        except Exception as exc:
+            failure = internal_error(exc)
+            watch.finish()
+            await send_body(
+                send, failure.status, openai_error_body(failure), error_headers(failure, rid)
+            )
+            return
+        watch.finish()
+        headers = _route_headers(rid, route)
+        headers.append((b"content-type", b"application/json"))
+        await send_body(send, 200, body, headers)
+
+    async def _stream(
+        self,
+        plan: ModelPlan,
+        request: ChatRequest,
+        rid: str,
+        send: Send,
+        watch: DisconnectWatch,
+        include_usage: bool,
+    ) -> None:
+        sse = SSEResponse(send, [(b"x-request-id", rid.encode())])
+        self._ticker.add(sse)
+        try:
+            try:
+                route, first, events = await self._router.open_stream(plan, request)
+            except GatewayError as error:
+                watch.finish()
+                if sse.started:  # a heartbeat already committed us to a 200 stream
+                    await sse.close(OpenAIStreamEncoder.error(error))
+                else:
+                    await send_body(
+                        send, error.status, openai_error_body(error), error_headers(error, rid)
+                    )
+                return
+            try:
+                await self._relay(sse, route, first, events, request, rid, watch, include_usage)
+            finally:
+                await close_stream(events)
+        finally:
+            self._ticker.discard(sse)
+
+    async def _relay(
+        self,
+        sse: SSEResponse,
+        route: Route,
+        first: StreamEvent,
+        events: AsyncIterator[StreamEvent],
+        request: ChatRequest,
+        rid: str,
+        watch: DisconnectWatch,
+        include_usage: bool,
+    ) -> None:
+        encoder = OpenAIStreamEncoder(
+            id=f"chatcmpl-{rid}",
+            created=int(time.time()),
+            model=request.model,
+            include_usage=include_usage,
+        )
+        sse.add_headers(_route_headers(rid, route)[1:])
+        frame = encoder.encode(first)
+        await sse.write(encoder.start() + frame if frame else encoder.start())
+        write = sse.write
+        encode = encoder.encode
+        try:
+            async for event in events:
+                frame = encode(event)
+                if frame is not None:
+                    await write(frame)
+        except GatewayError as error:
+            watch.finish()
+            await sse.close(encoder.error(error))
+            return
+        except (asyncio.CancelledError, GeneratorExit):
+            raise
+        except Exception as exc:
+            watch.finish()
+            await sse.close(encoder.error(internal_error(exc)))
+            return
+        watch.finish()
+        await sse.close(encoder.end())

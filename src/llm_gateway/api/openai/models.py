@@ -1,0 +1,102 @@
+"""``GET /v1/models`` and ``GET /v1/models/{id}`` in OpenAI's shapes.
+
+The list is the configured model names plus ``provider/model`` for every model each
+usable provider serves. Upstream listings are fetched concurrently, each under a short
+deadline, and cached: a models request never waits on a slow provider more than once per
+cache period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from fastapi import APIRouter
+
+from llm_gateway.core.errors import GatewayError, ModelNotFoundError
+from llm_gateway.core.types import ModelInfo
+from llm_gateway.providers.base import Provider
+from llm_gateway.routing.router import Router
+
+OWNER = "llm-gateway"
+
+
+class ModelCatalog:
+    def __init__(
+        self,
+        router: Router,
+        providers: Mapping[str, Provider],
+        *,
+        ttl: float = 600.0,
+        fetch_timeout: float = 3.0,
+    ) -> None:
+        self._router = router
+        self._providers = providers
+        self._ttl = ttl
+        self._fetch_timeout = fetch_timeout
+        self._cache: dict[str, tuple[float, list[ModelInfo]]] = {}
+        self._created = int(time.time())
+
+    async def _provider_models(self, name: str, provider: Provider) -> list[ModelInfo]:
+        now = time.monotonic()
+        cached = self._cache.get(name)
+        if cached is not None and now - cached[0] < self._ttl:
+            return cached[1]
+        models: list[ModelInfo] = []
+        with contextlib.suppress(GatewayError, TimeoutError):
+            async with asyncio.timeout(self._fetch_timeout):
+                models = await provider.list_models()
+        # A failed listing is cached briefly too, so a down provider is not asked per call.
+        self._cache[name] = (now if models else now - self._ttl + 30.0, models)
+        return models
+
+    async def list(self) -> list[dict[str, Any]]:
+        entries = [
+            {"id": name, "object": "model", "created": self._created, "owned_by": OWNER}
+            for name in self._router.model_names
+        ]
+        names = list(self._providers)
+        listings = await asyncio.gather(
+            *(self._provider_models(n, self._providers[n]) for n in names)
+        )
+        for name, models in zip(names, listings, strict=True):
+            entries.extend(
+                {
+                    "id": f"{name}/{m.id}",
+                    "object": "model",
+                    "created": m.created or self._created,
+                    "owned_by": m.owned_by or name,
+                }
+                for m in models
+            )
+        return entries
+
+    async def get(self, model_id: str) -> dict[str, Any]:
+        for entry in await self.list():
+            if entry["id"] == model_id:
+                return entry
+        # A name the router can serve (e.g. provider/model not in the listing) still exists.
+        try:
+            self._router.resolve(model_id)
+        except ModelNotFoundError:
+            raise ModelNotFoundError(
+                f"The model '{model_id}' does not exist.", param="model"
+            ) from None
+        return {"id": model_id, "object": "model", "created": self._created, "owned_by": OWNER}
+
+
+def models_routes(catalog: ModelCatalog) -> APIRouter:
+    router = APIRouter(tags=["OpenAI-compatible"])
+
+    @router.get("/v1/models", summary="List models")
+    async def list_models() -> dict[str, Any]:
+        return {"object": "list", "data": await catalog.list()}
+
+    @router.get("/v1/models/{model_id:path}", summary="Retrieve a model")
+    async def get_model(model_id: str) -> dict[str, Any]:
+        return await catalog.get(model_id)
+
+    return router

@@ -1,0 +1,1 @@
+"""Model resolution and the choice of routes (strategies, fallback)."""

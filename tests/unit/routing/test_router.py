@@ -1,0 +1,153 @@
+"""Model resolution and ordered fallback (before the first event only)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from llm_gateway.core.errors import (
+    AllRoutesFailedError,
+    GatewayError,
+    InvalidRequestError,
+    ModelNotFoundError,
+    ProviderUnavailableError,
+    RateLimitError,
+    UpstreamError,
+)
+from llm_gateway.core.events import FinishEvent, StreamEvent, TextDelta
+from llm_gateway.core.types import ChatRequest, ChatResponse, Message, ModelInfo
+from llm_gateway.routing.router import Router, build_plans
+
+REQ = ChatRequest(model="m", messages=[Message(role="user", content="hi")])
+
+
+class Scripted:
+    """A provider that fails with ``error`` (if set) or answers with its own name."""
+
+    type = "scripted"
+
+    def __init__(self, name: str, error: GatewayError | None = None, fail_mid_stream: bool = False):
+        self.name = name
+        self.error = error
+        self.fail_mid_stream = fail_mid_stream
+        self.calls: list[str] = []
+        self.closed = 0
+
+    async def complete(self, request: ChatRequest, model: str) -> ChatResponse:
+        self.calls.append(model)
+        if self.error:
+            raise self.error
+        return ChatResponse(id="r", model=model, created=0, content=self.name)
+
+    async def stream(self, request: ChatRequest, model: str) -> AsyncIterator[StreamEvent]:
+        self.calls.append(model)
+        try:
+            if self.error and not self.fail_mid_stream:
+                raise self.error
+            yield TextDelta(self.name)
+            if self.error:
+                raise self.error
+            yield FinishEvent("stop")
+        finally:
+            self.closed += 1
+
+    async def list_models(self) -> list[ModelInfo]:
+        return []
+
+    async def aclose(self) -> None:
+        return None
+
+
+def make_router(*providers: Scripted, unavailable: dict[str, str] | None = None) -> Router:
+    by_name = {p.name: p for p in providers}
+    routes = [(p.name, f"{p.name}-model") for p in providers]
+    routes += [(n, "x") for n in (unavailable or {})]
+    plans = build_plans({"m": routes}, by_name, unavailable or {}, defaults={"m": {"temperature": 0.3, "top_k": 5}}, caps={"m": 100})
+    return Router(by_name, unavailable or {}, plans)
+
+
+async def collect(it: AsyncIterator[StreamEvent]) -> list[StreamEvent]:
+    return [e async for e in it]
+
+
+def test_resolve_configured_direct_and_unknown() -> None:
+    router = make_router(Scripted("a"))
+    assert [r.label for r in router.resolve("m").routes] == ["a/a-model"]
+    direct = router.resolve("a/some/model-with-slash")
+    assert direct.routes[0].provider_name == "a" and direct.routes[0].model == "some/model-with-slash"
+    assert router.resolve("a/some/model-with-slash") is direct  # cached
+    with pytest.raises(ModelNotFoundError) as info:
+        router.resolve("nope/x")
+    assert "Configured models: m" in info.value.message and "providers: a" in info.value.message
+    assert info.value.status == 404 and info.value.param == "model"
+
+
+def test_defaults_fill_only_what_the_caller_left_out_and_cap_applies() -> None:
+    plan = make_router(Scripted("a")).resolve("m")
+    prepared = plan.prepare(REQ)
+    assert prepared.temperature == 0.3 and prepared.extra == {"top_k": 5} and prepared.max_tokens == 100
+    import msgspec
+
+    explicit = plan.prepare(msgspec.structs.replace(REQ, temperature=1.0, max_tokens=500, extra={"top_k": 1}))
+    assert explicit.temperature == 1.0 and explicit.extra == {"top_k": 1} and explicit.max_tokens == 100
+
+
+async def test_complete_falls_back_on_retryable_errors_only() -> None:
+    a, b = Scripted("a", RateLimitError("busy")), Scripted("b")
+    router = make_router(a, b)
+    response, route = await router.complete(router.resolve("m"), REQ)
+    assert response.content == "b" and route.provider_name == "b" and a.calls == ["a-model"]
+
+    bad, other = Scripted("a", InvalidRequestError("your fault")), Scripted("b")
+    router = make_router(bad, other)
+    with pytest.raises(InvalidRequestError):
+        await router.complete(router.resolve("m"), REQ)
+    assert other.calls == []
+
+
+async def test_all_routes_failing_lists_each_failure() -> None:
+    router = make_router(
+        Scripted("a", RateLimitError("too many", retry_after=3)),
+        Scripted("b", UpstreamError("boom")),
+        unavailable={"c": "no API key"},
+    )
+    with pytest.raises(AllRoutesFailedError) as info:
+        await router.complete(router.resolve("m"), REQ)
+    message = info.value.message
+    assert "a/a-model: 429 too many" in message and "b/b-model: 502 boom" in message
+    assert "c/x: 503 provider 'c' is not configured: no API key" in message
+    assert info.value.status == 503
+
+
+async def test_single_route_error_is_passed_through_unwrapped() -> None:
+    router = make_router(Scripted("a", RateLimitError("slow", retry_after=2)))
+    with pytest.raises(RateLimitError) as info:
+        await router.complete(router.resolve("m"), REQ)
+    assert info.value.retry_after == 2
+
+
+async def test_stream_falls_back_before_first_event_and_closes_the_failed_one() -> None:
+    a, b = Scripted("a", UpstreamError("down")), Scripted("b")
+    router = make_router(a, b)
+    route, first, rest = await router.open_stream(router.resolve("m"), REQ)
+    assert route.provider_name == "b" and first == TextDelta("b")
+    assert await collect(rest) == [FinishEvent("stop")]
+    assert a.closed == 1
+
+
+async def test_stream_failure_after_first_event_is_not_retried() -> None:
+    a, b = Scripted("a", UpstreamError("cut", ), fail_mid_stream=True), Scripted("b")
+    router = make_router(a, b)
+    route, first, rest = await router.open_stream(router.resolve("m"), REQ)
+    assert route.provider_name == "a" and first == TextDelta("a")
+    with pytest.raises(UpstreamError):
+        await collect(rest)
+    assert b.calls == []
+
+
+async def test_unavailable_provider_direct_address() -> None:
+    router = make_router(Scripted("a"), unavailable={"c": "no API key"})
+    with pytest.raises(ProviderUnavailableError) as info:
+        await router.open_stream(router.resolve("c/x"), REQ)
+    assert "not configured: no API key" in info.value.message
