@@ -1,0 +1,38 @@
+"""Shared fixtures: a gateway on a real socket built from a config dict."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any
+
+import pytest
+
+from llm_gateway.app import create_app
+from llm_gateway.config.schema import GatewayConfig
+from tests.fakes.server import RunningServer, run_server
+
+MOCK_ONLY: dict[str, Any] = {
+    "providers": {"mock": {"type": "mock", "chunk_delay_ms": 0}},
+    "models": {"mock": {"routes": [{"provider": "mock", "model": "mock-1"}]}},
+}
+
+GatewayFactory = Callable[[dict[str, Any]], AbstractContextManager[RunningServer]]
+
+
+@contextmanager
+def serve_gateway(config: dict[str, Any]) -> Iterator[RunningServer]:
+    app = create_app(GatewayConfig.model_validate(config))
+    with run_server(app, lifespan="on", http="httptools", loop="uvloop") as server:
+        yield server
+
+
+@pytest.fixture
+def gateway_factory() -> GatewayFactory:
+    return serve_gateway
+
+
+@pytest.fixture(scope="module")
+def mock_gateway() -> Iterator[RunningServer]:
+    with serve_gateway(MOCK_ONLY) as server:
+        yield server
