@@ -46,7 +46,7 @@ def _approx_tokens(text: str) -> int:
 
 def _example_value(schema: dict[str, Any], hint: str) -> Any:
     kind = schema.get("type")
-    if "enum" in schema and schema["enum"]:
+    if schema.get("enum"):
         return schema["enum"][0]
     if kind == "integer":
         return 1

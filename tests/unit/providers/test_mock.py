@@ -62,7 +62,13 @@ async def test_tool_call_then_tool_result() -> None:
     call = first.tool_calls[0]  # type: ignore[attr-defined]
     assert call.name == "get_weather" and first.finish_reason == "tool_calls"  # type: ignore[attr-defined]
     assert json.loads(call.arguments) == {
-        "city": "Paris", "days": 1, "metric": True, "unit": "c", "tags": ["Paris"], "scale": 1.5, "where": {"lat": 1.5}
+        "city": "Paris",
+        "days": 1,
+        "metric": True,
+        "unit": "c",
+        "tags": ["Paris"],
+        "scale": 1.5,
+        "where": {"lat": 1.5},
     }
     assert streamed == first
     again = await mock.complete(req(Message(role="user", content="Paris"), tools=[WEATHER]), "m")
@@ -83,7 +89,11 @@ async def test_tool_call_then_tool_result() -> None:
         ({"stop": ["response"]}, "This is a mock ", "stop"),
         ({"max_tokens": 3}, "This is a", "length"),
         ({"tool_choice": "none", "tools": [WEATHER]}, "This is a mock response to: x", "stop"),
-        ({"response_format": ResponseFormat("json_object")}, '{"answer":"mock","echo":"x"}', "stop"),
+        (
+            {"response_format": ResponseFormat("json_object")},
+            '{"answer":"mock","echo":"x"}',
+            "stop",
+        ),
     ],
 )
 async def test_parameters_are_honoured(kw: dict[str, object], content: str, finish: str) -> None:
@@ -94,9 +104,18 @@ async def test_parameters_are_honoured(kw: dict[str, object], content: str, fini
 
 
 async def test_named_tool_choice_and_models() -> None:
-    other = Tool(name="other", parameters={"type": "object", "properties": {"q": {"type": "string"}}})
+    other = Tool(
+        name="other", parameters={"type": "object", "properties": {"q": {"type": "string"}}}
+    )
     mock = MockProvider(models=["a", "b"], first_token_delay_ms=1)
-    answer = await mock.complete(req(Message(role="user", content="q"), tools=[WEATHER, other], tool_choice=NamedToolChoice("other")), "m")
+    answer = await mock.complete(
+        req(
+            Message(role="user", content="q"),
+            tools=[WEATHER, other],
+            tool_choice=NamedToolChoice("other"),
+        ),
+        "m",
+    )
     assert answer.tool_calls is not None and answer.tool_calls[0].name == "other"
     assert answer.tool_calls[0].arguments == '{"q":"q"}'
     assert [m.id for m in await mock.list_models()] == ["a", "b"]

@@ -1,0 +1,203 @@
+"""The adapter for every OpenAI-compatible upstream (OpenAI, Groq, OpenRouter, DeepSeek,
+Mistral, Ollama/vLLM/LM Studio): one class, with each vendor's quirks read off its
+``OpenAIFamily`` row.
+
+Errors are mapped once, here at the edge: HTTP statuses by ``openai_wire.error_from_wire``,
+transport failures by ``_transport_error``. The hot path (one call per streamed chunk)
+does no logging, builds no pydantic models and copies nothing it can avoid: bytes go from
+the socket to the SSE parser to msgspec to a couple of small event structs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
+
+import msgspec
+
+from llm_gateway.core.errors import (
+    ConnectTimeoutError,
+    GatewayError,
+    IdleTimeoutError,
+    ProviderUnavailableError,
+    UpstreamError,
+)
+from llm_gateway.core.events import StreamEvent
+from llm_gateway.core.types import ChatRequest, ChatResponse, ModelInfo
+from llm_gateway.http.client import HttpClient, HttpStream
+from llm_gateway.http.errors import ConnectError, ConnectTimeout, HttpError, ReadTimeout
+from llm_gateway.providers.families import OpenAIFamily
+from llm_gateway.providers.openai_wire import (
+    StreamState,
+    chunk_to_events,
+    encode_request,
+    end_events,
+    error_from_wire,
+    models_from_wire,
+    response_from_wire,
+)
+from llm_gateway.providers.sse import SSEParser
+
+__all__ = ["OpenAIProvider"]
+
+_decode = msgspec.json.decode
+_COMPLETIONS = "/chat/completions"
+_DRAIN_SECONDS = 1.0
+
+
+def _transport_error(exc: HttpError, provider: str) -> GatewayError:
+    """A transport failure as a gateway error: where it broke decides the class."""
+    if isinstance(exc, ConnectTimeout):
+        return ConnectTimeoutError(f"connect timeout: {exc.message}", provider=provider)
+    if isinstance(exc, ConnectError):
+        return ProviderUnavailableError(f"upstream unreachable: {exc.message}", provider=provider)
+    if isinstance(exc, ReadTimeout):
+        return IdleTimeoutError(f"upstream went silent: {exc.message}", provider=provider)
+    # RemoteProtocolError and anything else: the answer was cut short or not HTTP.
+    return UpstreamError(f"upstream connection failed: {exc.message}", provider=provider)
+
+
+async def _drain(response: HttpStream) -> None:
+    """Read the (normally empty) rest of the body after ``[DONE]`` so the socket can go
+    back to the pool. Bounded: a server that idles after ``[DONE]`` costs a socket, not
+    the caller's time."""
+    with contextlib.suppress(HttpError, TimeoutError):
+        async with asyncio.timeout(_DRAIN_SECONDS):
+            async for _ in response.iter_bytes():
+                pass
+
+
+def _merge_headers(*layers: Mapping[str, str] | None) -> dict[str, str]:
+    """Later layers win, compared case-insensitively (config ``x-title`` beats a default
+    ``X-Title``); names keep the spelling of the layer that set them."""
+    merged: dict[str, tuple[str, str]] = {}
+    for layer in layers:
+        for name, value in (layer or {}).items():
+            merged[name.lower()] = (name, value)
+    return dict(merged.values())
+
+
+class OpenAIProvider:
+    """A configured account on one OpenAI-compatible API."""
+
+    __slots__ = ("_client", "_headers", "_models", "_stream_headers", "family", "name", "type")
+
+    def __init__(
+        self,
+        name: str,
+        family: OpenAIFamily,
+        client: HttpClient,
+        *,
+        api_key: str | None,
+        headers: Mapping[str, str] | None = None,
+        models: Sequence[str] = (),
+    ) -> None:
+        self.name = name
+        self.type = family.type
+        self.family = family
+        self._client = client
+        self._models = tuple(models)
+        auth = {"Authorization": f"Bearer {api_key}"} if api_key else None
+        # Built once: per request the adapter only passes these dicts along.
+        self._headers = _merge_headers(
+            family.default_headers, {"Content-Type": "application/json"}, headers, auth
+        )
+        self._stream_headers = {**self._headers, "Accept": "text/event-stream"}
+
+    async def complete(self, request: ChatRequest, model: str) -> ChatResponse:
+        body = encode_request(request, model, self.family, False)
+        try:
+            response = await self._client.request(
+                "POST", _COMPLETIONS, headers=self._headers, body=body
+            )
+        except HttpError as exc:
+            raise _transport_error(exc, self.name) from exc
+        if response.status >= 400:
+            raise error_from_wire(response.status, response.headers, response.body, self.name)
+        try:
+            data = _decode(response.body)
+        except msgspec.DecodeError as exc:
+            raise UpstreamError(f"upstream sent invalid JSON: {exc}", provider=self.name) from exc
+        return response_from_wire(data, self.family, model=model, provider=self.name)
+
+    async def stream(self, request: ChatRequest, model: str) -> AsyncIterator[StreamEvent]:
+        body = encode_request(request, model, self.family, True)
+        state = StreamState(self.family)
+        parser = SSEParser()
+        done = False
+        try:
+            async with self._client.stream(
+                "POST", _COMPLETIONS, headers=self._stream_headers, body=body
+            ) as response:
+                if response.status >= 400:
+                    raw = await response.read()
+                    raise error_from_wire(response.status, response.headers, raw, self.name)
+                async for piece in response.iter_bytes():
+                    for event in parser.feed(piece):
+                        if event.data == "[DONE]":
+                            done = True
+                            break
+                        for item in self._events(event.data, state):
+                            yield item
+                    if done:
+                        break
+                else:
+                    # EOF: a last event may lack its blank line.
+                    for event in parser.close():
+                        if event.data == "[DONE]":
+                            done = True
+                            break
+                        for item in self._events(event.data, state):
+                            yield item
+                if not done and state.finish is None:
+                    raise UpstreamError("stream ended early", provider=self.name)
+                for item in end_events(state):
+                    yield item
+                if done:
+                    await _drain(response)
+        except HttpError as exc:
+            raise _transport_error(exc, self.name) from exc
+
+    def _events(self, data: str, state: StreamState) -> list[StreamEvent]:
+        try:
+            chunk: Any = _decode(data)
+        except msgspec.DecodeError as exc:
+            raise UpstreamError(
+                f"malformed stream chunk: {data[:200]!r}", provider=self.name
+            ) from exc
+        try:
+            return chunk_to_events(chunk, state)
+        except GatewayError as exc:
+            exc.provider = self.name
+            raise
+        except (AttributeError, TypeError, KeyError) as exc:
+            # A chunk of the wrong shape (e.g. ``choices`` not a list of objects).
+            raise UpstreamError(
+                f"malformed stream chunk: {data[:200]!r}", provider=self.name
+            ) from exc
+
+    async def list_models(self) -> list[ModelInfo]:
+        """The upstream's /models; the configured list when that fails or is empty."""
+        fallback = [ModelInfo(id=m, owned_by=self.name) for m in self._models]
+        try:
+            response = await self._client.request("GET", "/models", headers=self._headers)
+        except HttpError as exc:
+            if fallback:
+                return fallback
+            raise _transport_error(exc, self.name) from exc
+        if response.status >= 400:
+            if fallback:
+                return fallback
+            raise error_from_wire(response.status, response.headers, response.body, self.name)
+        try:
+            models = models_from_wire(response.json(), self.name)
+        except (msgspec.DecodeError, UpstreamError) as exc:
+            if fallback:
+                return fallback
+            raise UpstreamError(f"invalid model list: {exc}", provider=self.name) from exc
+        return models or fallback
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
