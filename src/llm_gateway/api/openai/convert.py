@@ -7,6 +7,13 @@ from typing import Any
 
 import msgspec
 
+from llm_gateway.api.openai.wire import (
+    KNOWN_FIELDS,
+    WireChatRequest,
+    WireMessage,
+    WireNamedToolChoice,
+    WireTextPart,
+)
 from llm_gateway.core.errors import InvalidRequestError
 from llm_gateway.core.types import (
     ChatRequest,
@@ -21,13 +28,6 @@ from llm_gateway.core.types import (
     ToolCall,
     ToolChoice,
     Usage,
-)
-from llm_gateway.api.openai.wire import (
-    KNOWN_FIELDS,
-    WireChatRequest,
-    WireMessage,
-    WireNamedToolChoice,
-    WireTextPart,
 )
 
 _decoder = msgspec.json.Decoder()
