@@ -192,7 +192,10 @@ def _fastapi(state: GatewayState) -> FastAPI:
 def create_app(config: GatewayConfig) -> GatewayApp:
     state = GatewayState(config)
     chat = ChatCompletions(
-        state.router, max_body_bytes=config.server.max_body_bytes, ticker=state.ticker
+        state.router,
+        max_body_bytes=config.server.max_body_bytes,
+        max_messages=config.server.max_messages,
+        ticker=state.ticker,
     )
     fast: dict[tuple[str, str], ASGIApp] = {
         ("POST", "/v1/chat/completions"): chat,

@@ -98,6 +98,16 @@ def test_body_over_the_limit_is_413(gateway_factory: GatewayFactory) -> None:
         assert ok.status_code == 200
 
 
+def test_too_many_messages_is_a_400(gateway_factory: GatewayFactory) -> None:
+    config = {"server": {"max_messages": 3}, "providers": {"mock": {"type": "mock"}}}
+    with gateway_factory(config) as gw:
+        messages = [{"role": "user", "content": str(i)} for i in range(4)]
+        r = httpx.post(f"{gw.url}/v1/chat/completions", json={"model": "mock/m", "messages": messages})
+        assert r.status_code == 400
+        assert r.json()["error"]["param"] == "messages"
+        assert "Too many messages: 4; the limit is 3" in r.json()["error"]["message"]
+
+
 def test_heartbeat_while_upstream_is_silent(gateway_factory: GatewayFactory) -> None:
     config = {
         "server": {"heartbeat_seconds": 0.3},

@@ -26,7 +26,7 @@ from llm_gateway.api.errors import error_headers, openai_error_body
 from llm_gateway.api.openai.convert import parse_request, response_to_wire
 from llm_gateway.api.openai.stream import OpenAIStreamEncoder
 from llm_gateway.api.sse import HeartbeatTicker, SSEResponse
-from llm_gateway.core.errors import GatewayError, UpstreamError
+from llm_gateway.core.errors import GatewayError, InvalidRequestError, UpstreamError
 from llm_gateway.core.events import StreamEvent
 from llm_gateway.core.types import ChatRequest
 from llm_gateway.routing.router import ModelPlan, Route, Router, close_stream
@@ -53,9 +53,17 @@ def internal_error(exc: BaseException) -> GatewayError:
 
 
 class ChatCompletions:
-    def __init__(self, router: Router, *, max_body_bytes: int, ticker: HeartbeatTicker) -> None:
+    def __init__(
+        self,
+        router: Router,
+        *,
+        max_body_bytes: int,
+        max_messages: int,
+        ticker: HeartbeatTicker,
+    ) -> None:
         self._router = router
         self._max_body = max_body_bytes
+        self._max_messages = max_messages
         self._ticker = ticker
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -63,6 +71,12 @@ class ChatCompletions:
         try:
             body = await read_body(scope, receive, self._max_body)
             request, include_usage = parse_request(body)
+            if len(request.messages) > self._max_messages:
+                raise InvalidRequestError(
+                    f"Too many messages: {len(request.messages)}; the limit is "
+                    f"{self._max_messages} (server.max_messages).",
+                    param="messages",
+                )
             plan = self._router.resolve(request.model)
             request = plan.prepare(request)
         except GatewayError as error:
