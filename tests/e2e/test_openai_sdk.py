@@ -179,9 +179,10 @@ def test_upstream_cut_mid_stream_ends_with_an_error_frame(client: openai.OpenAI,
         for chunk in client.chat.completions.create(model="gpt", messages=[{"role": "user", "content": "x"}], stream=True):
             if chunk.choices and chunk.choices[0].delta.content:
                 received.append(chunk.choices[0].delta.content)
-    # The fake counts its role chunk too: 3 chunks = role, "a", "b". What arrived before the
-    # cut reaches the client exactly once; nothing after it is invented.
-    assert received == ["a", "b"]
+    # The fake counts its role chunk too: 3 chunks = role, "a", "b", then it resets the
+    # socket, which may discard "b" still in flight. What arrived before the cut reaches the
+    # client exactly once, in order; nothing after it is invented.
+    assert received in (["a"], ["a", "b"])
 
 
 def test_client_disconnect_mid_stream_closes_the_upstream(gateway: RunningServer, upstream: OpenAIUpstream) -> None:
