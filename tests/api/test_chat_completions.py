@@ -19,12 +19,16 @@ def sse_data(text: str) -> list[str]:
 
 
 def test_completion_in_openai_shape_with_route_headers(mock_gateway: RunningServer) -> None:
-    r = httpx.post(f"{mock_gateway.url}/v1/chat/completions", json=HELLO, headers={"x-request-id": "req-123"})
+    r = httpx.post(
+        f"{mock_gateway.url}/v1/chat/completions", json=HELLO, headers={"x-request-id": "req-123"}
+    )
     assert r.status_code == 200
     body = r.json()
     assert body["object"] == "chat.completion" and body["model"] == "mock"
     assert body["choices"][0]["message"] == {
-        "role": "assistant", "content": "This is a mock response to: hello", "refusal": None
+        "role": "assistant",
+        "content": "This is a mock response to: hello",
+        "refusal": None,
     }
     assert body["choices"][0]["finish_reason"] == "stop"
     assert body["usage"]["completion_tokens"] == 7
@@ -60,17 +64,39 @@ def test_stream_frames_and_done(mock_gateway: RunningServer) -> None:
         (b"{not json", 400, None, "could not parse the JSON"),
         (b'{"model": "mock"}', 400, "messages", "Missing required parameter"),
         (b'{"model": "mock", "messages": []}', 400, "messages", ">= 1"),
-        (b'{"model": "mock", "messages": [{"role": "user", "content": 5}]}', 400, "messages[0].content", "Expected"),
-        (b'{"model": "mock", "messages": [{"role": "user", "content": "x"}], "max_tokens": "ten"}', 400, "max_tokens", "Expected `int | null`, got `str`"),
-        (b'{"model": "nope", "messages": [{"role": "user", "content": "x"}]}', 404, "model", "Configured models: mock"),
-        (b'{"model": "ghost/x", "messages": [{"role": "user", "content": "x"}]}', 404, "model", "does not exist"),
+        (
+            b'{"model": "mock", "messages": [{"role": "user", "content": 5}]}',
+            400,
+            "messages[0].content",
+            "Expected",
+        ),
+        (
+            b'{"model": "mock", "messages": [{"role": "user", "content": "x"}], "max_tokens": "ten"}',
+            400,
+            "max_tokens",
+            "Expected `int | null`, got `str`",
+        ),
+        (
+            b'{"model": "nope", "messages": [{"role": "user", "content": "x"}]}',
+            404,
+            "model",
+            "Configured models: mock",
+        ),
+        (
+            b'{"model": "ghost/x", "messages": [{"role": "user", "content": "x"}]}',
+            404,
+            "model",
+            "does not exist",
+        ),
     ],
 )
 def test_bad_input_is_a_clear_4xx(
     mock_gateway: RunningServer, payload: bytes, status: int, param: str | None, fragment: str
 ) -> None:
     r = httpx.post(
-        f"{mock_gateway.url}/v1/chat/completions", content=payload, headers={"content-type": "application/json"}
+        f"{mock_gateway.url}/v1/chat/completions",
+        content=payload,
+        headers={"content-type": "application/json"},
     )
     assert r.status_code == status
     error = r.json()["error"]
@@ -86,15 +112,20 @@ def test_body_over_the_limit_is_413(gateway_factory: GatewayFactory) -> None:
         r = httpx.post(f"{gw.url}/v1/chat/completions", json=big)
         assert r.status_code == 413
         assert "1024 bytes" in r.json()["error"]["message"]
+
         # Chunked upload with no content-length is cut off at the limit too.
         def chunks() -> object:
             yield b'{"model": "mock/m", "messages": [{"role": "user", "content": "'
             for _ in range(20):
                 yield b"x" * 100
             yield b'"}]}'
+
         r = httpx.post(f"{gw.url}/v1/chat/completions", content=chunks())  # type: ignore[arg-type]
         assert r.status_code == 413
-        ok = httpx.post(f"{gw.url}/v1/chat/completions", json={**big, "messages": [{"role": "user", "content": "hi"}]})
+        ok = httpx.post(
+            f"{gw.url}/v1/chat/completions",
+            json={**big, "messages": [{"role": "user", "content": "hi"}]},
+        )
         assert ok.status_code == 200
 
 
@@ -102,7 +133,9 @@ def test_too_many_messages_is_a_400(gateway_factory: GatewayFactory) -> None:
     config = {"server": {"max_messages": 3}, "providers": {"mock": {"type": "mock"}}}
     with gateway_factory(config) as gw:
         messages = [{"role": "user", "content": str(i)} for i in range(4)]
-        r = httpx.post(f"{gw.url}/v1/chat/completions", json={"model": "mock/m", "messages": messages})
+        r = httpx.post(
+            f"{gw.url}/v1/chat/completions", json={"model": "mock/m", "messages": messages}
+        )
         assert r.status_code == 400
         assert r.json()["error"]["param"] == "messages"
         assert "Too many messages: 4; the limit is 3" in r.json()["error"]["message"]
@@ -116,7 +149,11 @@ def test_heartbeat_while_upstream_is_silent(gateway_factory: GatewayFactory) -> 
     with gateway_factory(config) as gw:
         started = time.monotonic()
         seen: list[tuple[float, str]] = []
-        payload = {"model": "slow/m", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+        payload = {
+            "model": "slow/m",
+            "messages": [{"role": "user", "content": "hi"}],
+            "stream": True,
+        }
         with httpx.stream("POST", f"{gw.url}/v1/chat/completions", json=payload, timeout=10) as r:
             for line in r.iter_lines():
                 if line:

@@ -63,7 +63,9 @@ def ask(text: str = "Hi there", **kwargs: Any) -> ChatRequest:
 
 
 async def collect(harness: Harness, request: ChatRequest) -> list[StreamEvent]:
-    return [event async for event in harness.provider.stream(request, harness.model)]
+    batches = [batch async for batch in harness.provider.stream(request, harness.model)]
+    assert all(batches), "batches are never empty"
+    return [event for batch in batches for event in batch]
 
 
 async def collect_until_error(
@@ -71,8 +73,9 @@ async def collect_until_error(
 ) -> tuple[list[StreamEvent], GatewayError]:
     events: list[StreamEvent] = []
     with pytest.raises(GatewayError) as caught:
-        async for event in harness.provider.stream(request, harness.model):
-            events.append(event)
+        async for batch in harness.provider.stream(request, harness.model):
+            assert batch, "batches are never empty"
+            events.extend(batch)
     return events, caught.value
 
 
@@ -345,7 +348,7 @@ async def test_closing_the_stream_early_disconnects_upstream(harness: Harness) -
     harness.fake.queue(Scenario(text=pieces, chunk_delay=0.01))
     stream = harness.provider.stream(ask(), harness.model)
     first = await anext(stream)
-    assert isinstance(first, TextDelta)
+    assert isinstance(first[0], TextDelta)
     await stream.aclose()  # type: ignore[attr-defined]
     async with asyncio.timeout(5):
         seen = await harness.fake.await_disconnect()

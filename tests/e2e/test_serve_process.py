@@ -20,7 +20,11 @@ def free_port() -> int:
 
 
 def clean_env(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY") and not k.startswith("LLM_GATEWAY_")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.endswith("_API_KEY") and not k.startswith("LLM_GATEWAY_")
+    }
     env["HOME"] = str(tmp_path)
     return env
 
@@ -49,7 +53,9 @@ def test_serve_with_no_config_answers_with_the_mock_and_exits_on_sigterm(tmp_pat
             except httpx.TransportError:
                 time.sleep(0.05)
         assert answer is not None and answer.status_code == 200
-        assert answer.json()["choices"][0]["message"]["content"] == "This is a mock response to: ping"
+        assert (
+            answer.json()["choices"][0]["message"]["content"] == "This is a mock response to: ping"
+        )
     finally:
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=10)
@@ -64,7 +70,16 @@ def test_serve_refuses_an_invalid_config_naming_file_and_key(tmp_path: Path) -> 
     config = tmp_path / "gateway.yaml"
     config.write_text("providers:\n  openai: {type: openai, timeout: fast}\n")
     result = subprocess.run(
-        [sys.executable, "-m", "llm_gateway", "serve", "--config", str(config), "--port", str(free_port())],
+        [
+            sys.executable,
+            "-m",
+            "llm_gateway",
+            "serve",
+            "--config",
+            str(config),
+            "--port",
+            str(free_port()),
+        ],
         cwd=tmp_path,
         env=clean_env(tmp_path),
         capture_output=True,

@@ -447,7 +447,12 @@ class HttpStream:
             self._client._release(conn)
 
     def iter_bytes(self) -> AsyncIterator[bytes]:
-        """Body pieces as they arrive (chunked encoding already removed)."""
+        """Body bytes as they arrive (chunked encoding already removed).
+
+        Each step yields everything received so far and not yet taken, so chunks that
+        arrived in one socket read are handed over together: one wake-up and one parse
+        pass for all of them, never a wait for more.
+        """
         return self
 
     def __aiter__(self) -> HttpStream:
@@ -464,7 +469,7 @@ class HttpStream:
             if conn._done:
                 raise StopAsyncIteration
             await conn.wait()
-        piece = body.popleft()
+        piece = body.popleft() if len(body) == 1 else conn.take_body()
         conn.consumed(len(piece))
         return piece
 

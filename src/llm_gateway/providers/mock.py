@@ -106,7 +106,9 @@ class MockProvider:
             args = msgspec.json.encode(_example_object(tool.parameters or {}, last_user)).decode()
             digest = hashlib.sha256(f"{tool.name}:{last_user}".encode()).hexdigest()[:24]
             call = ToolCall(id=f"call_{digest}", name=tool.name, arguments=args)
-            return _Plan(pieces=[], tool_call=call, finish="tool_calls", prompt_tokens=prompt_tokens)
+            return _Plan(
+                pieces=[], tool_call=call, finish="tool_calls", prompt_tokens=prompt_tokens
+            )
 
         if last.role == "tool":
             text = f"The tool returned: {last.text()}"
@@ -164,26 +166,25 @@ class MockProvider:
             usage=self._usage(plan),
         )
 
-    async def stream(self, request: ChatRequest, model: str) -> AsyncIterator[StreamEvent]:
+    async def stream(self, request: ChatRequest, model: str) -> AsyncIterator[list[StreamEvent]]:
         plan = self._plan(request)
         if self._first_delay:
             await asyncio.sleep(self._first_delay)
         delay = self._chunk_delay
         call = plan.tool_call
         if call is not None:
-            yield ToolCallDelta(index=0, id=call.id, name=call.name)
+            yield [ToolCallDelta(index=0, id=call.id, name=call.name)]
             args = call.arguments
             step = max(1, len(args) // 3)
             for i in range(0, len(args), step):
                 if delay:
                     await asyncio.sleep(delay)
-                yield ToolCallDelta(index=0, arguments=args[i : i + step])
+                yield [ToolCallDelta(index=0, arguments=args[i : i + step])]
         for i, piece in enumerate(plan.pieces):
             if delay and i:
                 await asyncio.sleep(delay)
-            yield TextDelta(piece)
-        yield FinishEvent(plan.finish)
-        yield UsageEvent(self._usage(plan))
+            yield [TextDelta(piece)]
+        yield [FinishEvent(plan.finish), UsageEvent(self._usage(plan))]
 
     async def list_models(self) -> list[ModelInfo]:
         return [ModelInfo(id=m, owned_by="mock") for m in self._models]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -38,7 +38,7 @@ from llm_gateway.providers.openai_wire import (
     models_from_wire,
     response_from_wire,
 )
-from llm_gateway.providers.sse import SSEParser
+from llm_gateway.providers.sse import SSEEvent, SSEParser
 
 __all__ = ["OpenAIProvider"]
 
@@ -122,7 +122,7 @@ class OpenAIProvider:
             raise UpstreamError(f"upstream sent invalid JSON: {exc}", provider=self.name) from exc
         return response_from_wire(data, self.family, model=model, provider=self.name)
 
-    async def stream(self, request: ChatRequest, model: str) -> AsyncIterator[StreamEvent]:
+    async def stream(self, request: ChatRequest, model: str) -> AsyncIterator[list[StreamEvent]]:
         body = encode_request(request, model, self.family, True)
         state = StreamState(self.family)
         parser = SSEParser()
@@ -135,30 +135,45 @@ class OpenAIProvider:
                     raw = await response.read()
                     raise error_from_wire(response.status, response.headers, raw, self.name)
                 async for piece in response.iter_bytes():
-                    for event in parser.feed(piece):
-                        if event.data == "[DONE]":
-                            done = True
-                            break
-                        for item in self._events(event.data, state):
-                            yield item
+                    # Everything parsed from one read goes out as one batch.
+                    batch, done, failure = self._parse(parser.feed(piece), state)
+                    if batch:
+                        yield batch
+                    if failure is not None:
+                        raise failure
                     if done:
                         break
                 else:
                     # EOF: a last event may lack its blank line.
-                    for event in parser.close():
-                        if event.data == "[DONE]":
-                            done = True
-                            break
-                        for item in self._events(event.data, state):
-                            yield item
+                    batch, done, failure = self._parse(parser.close(), state)
+                    if batch:
+                        yield batch
+                    if failure is not None:
+                        raise failure
                 if not done and state.finish is None:
                     raise UpstreamError("stream ended early", provider=self.name)
-                for item in end_events(state):
-                    yield item
+                tail = end_events(state)
+                if tail:
+                    yield tail
                 if done:
                     await _drain(response)
         except HttpError as exc:
             raise _transport_error(exc, self.name) from exc
+
+    def _parse(
+        self, events: Iterable[SSEEvent], state: StreamState
+    ) -> tuple[list[StreamEvent], bool, GatewayError | None]:
+        """The batch for some SSE events, whether ``[DONE]`` came, and a failure that
+        must be raised *after* the events parsed before it have been delivered."""
+        batch: list[StreamEvent] = []
+        for event in events:
+            if event.data == "[DONE]":
+                return batch, True, None
+            try:
+                batch.extend(self._events(event.data, state))
+            except GatewayError as failure:
+                return batch, False, failure
+        return batch, False, None
 
     def _events(self, data: str, state: StreamState) -> list[StreamEvent]:
         try:

@@ -127,9 +127,7 @@ class Router:
             return failures[0][1]
         return AllRoutesFailedError(plan.name, failures)
 
-    async def complete(
-        self, plan: ModelPlan, request: ChatRequest
-    ) -> tuple[ChatResponse, Route]:
+    async def complete(self, plan: ModelPlan, request: ChatRequest) -> tuple[ChatResponse, Route]:
         failures: list[tuple[str, GatewayError]] = []
         for route in plan.routes:
             try:
@@ -143,14 +141,14 @@ class Router:
 
     async def open_stream(
         self, plan: ModelPlan, request: ChatRequest
-    ) -> tuple[Route, StreamEvent, AsyncIterator[StreamEvent]]:
-        """Starts a stream on the first route that yields an event.
+    ) -> tuple[Route, list[StreamEvent], AsyncIterator[list[StreamEvent]]]:
+        """Starts a stream on the first route that yields events.
 
-        Returns the route, its first event and the iterator for the rest.
+        Returns the route, its first batch of events and the iterator for the rest.
         """
         failures: list[tuple[str, GatewayError]] = []
         for route in plan.routes:
-            iterator: AsyncIterator[StreamEvent] | None = None
+            iterator: AsyncIterator[list[StreamEvent]] | None = None
             try:
                 provider = self._check(route)
                 iterator = aiter(provider.stream(request, route.model))
@@ -171,7 +169,7 @@ class Router:
         raise self._give_up(plan, failures)
 
 
-async def close_stream(iterator: AsyncIterator[StreamEvent]) -> None:
+async def close_stream(iterator: AsyncIterator[list[StreamEvent]]) -> None:
     """Closes a provider stream (and so its upstream connection), ignoring late errors."""
     aclose = getattr(iterator, "aclose", None)
     if aclose is not None:
@@ -192,9 +190,7 @@ def build_plans(
     for name, routes in configured.items():
         plans[name] = ModelPlan(
             name=name,
-            routes=tuple(
-                Route(p, m, providers.get(p), unavailable.get(p)) for p, m in routes
-            ),
+            routes=tuple(Route(p, m, providers.get(p), unavailable.get(p)) for p, m in routes),
             defaults=dict((defaults or {}).get(name) or {}),
             max_tokens_cap=(caps or {}).get(name),
         )

@@ -35,14 +35,21 @@ def test_full_request_converts_every_field() -> None:
                     "role": "user",
                     "content": [
                         {"type": "text", "text": "what is this?"},
-                        {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA", "detail": "low"}},
+                        {
+                            "type": "image_url",
+                            "image_url": {"url": "data:image/png;base64,AA", "detail": "low"},
+                        },
                     ],
                 },
                 {
                     "role": "assistant",
                     "content": None,
                     "tool_calls": [
-                        {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": '{"a":1}'}}
+                        {
+                            "id": "call_1",
+                            "type": "function",
+                            "function": {"name": "f", "arguments": '{"a":1}'},
+                        }
                     ],
                 },
                 {"role": "tool", "tool_call_id": "call_1", "content": "42"},
@@ -54,7 +61,9 @@ def test_full_request_converts_every_field() -> None:
             stop="END",
             seed=7,
             user="u1",
-            tools=[{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
+            tools=[
+                {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+            ],
             tool_choice={"type": "function", "function": {"name": "f"}},
             parallel_tool_calls=False,
             response_format={"type": "json_object"},
@@ -92,7 +101,11 @@ def test_full_request_converts_every_field() -> None:
         (body(messages=[{"role": 5}]), "messages[0].role", "Expected `str`"),
         (body(messages=[{"role": "robot", "content": "x"}]), "messages[0].role", "Invalid"),
         (body(messages=[{"role": "user"}]), "messages[0].content", "must have 'content'"),
-        (body(messages=[{"role": "tool", "content": "x"}]), "messages[0].tool_call_id", "tool_call_id"),
+        (
+            body(messages=[{"role": "tool", "content": "x"}]),
+            "messages[0].tool_call_id",
+            "tool_call_id",
+        ),
         (
             body(messages=[{"role": "user", "content": [{"type": "input_audio"}]}]),
             "messages[0].content[0].type",
@@ -106,7 +119,15 @@ def test_full_request_converts_every_field() -> None:
         (body(tool_choice={"type": "function", "function": {"name": "g"}}), "tool_choice", "'g'"),
         (body(stream="yes"), "stream", "Expected `bool`"),
         (
-            body(messages=[{"role": "user", "content": "x", "tool_calls": [{"id": "1", "function": {"name": "f"}}]}]),
+            body(
+                messages=[
+                    {
+                        "role": "user",
+                        "content": "x",
+                        "tool_calls": [{"id": "1", "function": {"name": "f"}}],
+                    }
+                ]
+            ),
             "messages[0].tool_calls",
             "Only assistant",
         ),
@@ -122,13 +143,20 @@ def test_bad_input_names_the_field(raw: bytes, param: str | None, fragment: str)
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
-    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(), children, max_size=3),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(), children, max_size=3)
+    ),
     max_leaves=10,
 )
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.dictionaries(st.sampled_from(["model", "messages", "temperature", "tools", "stream", "stop", "x"]), json_values))
+@given(
+    st.dictionaries(
+        st.sampled_from(["model", "messages", "temperature", "tools", "stream", "stop", "x"]),
+        json_values,
+    )
+)
 def test_arbitrary_json_gives_a_request_or_a_400(raw: dict[str, object]) -> None:
     try:
         request, _ = parse_request(msgspec.json.encode(raw))
@@ -147,7 +175,9 @@ def test_arbitrary_json_gives_a_request_or_a_400(raw: dict[str, object]) -> None
 def test_messages_and_params_round_trip(
     texts: list[str], temperature: float | None, stop: list[str] | None
 ) -> None:
-    messages = [{"role": "user" if i % 2 == 0 else "assistant", "content": t} for i, t in enumerate(texts)]
+    messages = [
+        {"role": "user" if i % 2 == 0 else "assistant", "content": t} for i, t in enumerate(texts)
+    ]
     fields: dict[str, object] = {"messages": messages}
     if temperature is not None:
         fields["temperature"] = temperature
@@ -167,7 +197,13 @@ def test_response_matches_openai_sdk_types() -> None:
         content=None,
         tool_calls=[ToolCall("call_1", "f", '{"x":1}')],
         finish_reason="tool_calls",
-        usage=Usage(prompt_tokens=10, completion_tokens=5, total_tokens=15, cached_tokens=4, reasoning_tokens=2),
+        usage=Usage(
+            prompt_tokens=10,
+            completion_tokens=5,
+            total_tokens=15,
+            cached_tokens=4,
+            reasoning_tokens=2,
+        ),
     )
     wire = response_to_wire(response, "requested")
     parsed = ChatCompletion.model_validate(wire)

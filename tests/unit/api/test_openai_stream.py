@@ -64,7 +64,9 @@ def test_text_stream_in_openai_order() -> None:
 
 
 def test_usage_chunk_only_when_asked() -> None:
-    out = run([TextDelta("a"), UsageEvent(Usage(1, 1, 2)), FinishEvent("length")], include_usage=False)
+    out = run(
+        [TextDelta("a"), UsageEvent(Usage(1, 1, 2)), FinishEvent("length")], include_usage=False
+    )
     assert all("usage" not in json.loads(f) for f in out[:-1])
     assert json.loads(out[-2])["choices"][0]["finish_reason"] == "length"
 
@@ -101,7 +103,12 @@ def test_error_frame_has_openai_error_shape() -> None:
     assert frame is not None
     payload = json.loads(frames(frame)[0])
     assert payload == {
-        "error": {"message": "slow down", "type": "rate_limit_error", "param": None, "code": "rate_limit_exceeded"}
+        "error": {
+            "message": "slow down",
+            "type": "rate_limit_error",
+            "param": None,
+            "code": "rate_limit_exceeded",
+        }
     }
     assert DONE == b"data: [DONE]\n\n"
 

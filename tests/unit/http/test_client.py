@@ -793,6 +793,24 @@ async def test_slow_stream_consumer_pauses_reading() -> None:
     assert srv.accepted == 1
 
 
+async def test_chunks_that_arrive_together_are_handed_over_together() -> None:
+    """Several HTTP chunks in one socket write come out as one piece: one wake-up and one
+    parse pass for all of them (the gateway then writes them to its client at once)."""
+
+    async def handler(conn: ServerConn) -> None:
+        await conn.read_request()
+        frames = b"".join(chunk(f"data: {i}\n\n".encode()) for i in range(5))
+        conn.write(head_of(200, ("transfer-encoding", "chunked")) + frames + b"0\r\n\r\n")
+        await conn.drain()
+        await serve_forever(conn)
+
+    async with RawServer(handler) as srv, HttpClient(srv.url) as client:
+        async with client.stream("GET", "/") as stream:
+            pieces = [piece async for piece in stream.iter_bytes()]
+    assert b"".join(pieces) == b"".join(f"data: {i}\n\n".encode() for i in range(5))
+    assert len(pieces) < 5
+
+
 async def test_stream_read_after_pause_returns_everything() -> None:
     big = b"y" * (3 * 1024 * 1024)
 

@@ -42,8 +42,10 @@ def req(*messages: Message, **kw: object) -> ChatRequest:
 async def both(provider: MockProvider, request: ChatRequest) -> tuple[object, object]:
     complete = await provider.complete(request, "mock-1")
     acc = Accumulator()
-    async for event in provider.stream(request, "mock-1"):
-        acc.add(event)
+    async for batch in provider.stream(request, "mock-1"):
+        assert batch, "batches are never empty"
+        for event in batch:
+            acc.add(event)
     streamed = acc.response(id=complete.id, model="mock-1", created=complete.created)
     return complete, streamed
 

@@ -48,7 +48,7 @@ class Rig:
         self.provider = provider
 
     async def stream(self, request: ChatRequest = ASK) -> list[StreamEvent]:
-        return [e async for e in self.provider.stream(request, "vendor-model")]
+        return [e async for batch in self.provider.stream(request, "vendor-model") for e in batch]
 
 
 @pytest.fixture
@@ -231,7 +231,7 @@ async def test_invalid_json_body_is_upstream_error() -> None:
                 await provider.complete(ASK, "m")
             # A body that ends without [DONE] or a finish reason was cut short.
             with pytest.raises(UpstreamError, match="ended early"):
-                [e async for e in provider.stream(ASK, "m")]
+                [e async for batch in provider.stream(ASK, "m") for e in batch]
             with pytest.raises(UpstreamError, match="invalid model list"):
                 await provider.list_models()
         finally:
@@ -255,7 +255,7 @@ async def _raw_stream(pieces: list[bytes]) -> list[StreamEvent]:
     with run_server(_raw_sse_app(pieces)) as server:
         provider = OpenAIProvider("raw", FAMILIES["openai"], HttpClient(server.url), api_key="k")
         try:
-            return [e async for e in provider.stream(ASK, "m")]
+            return [e async for batch in provider.stream(ASK, "m") for e in batch]
         finally:
             await provider.aclose()
 

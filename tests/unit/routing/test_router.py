@@ -40,15 +40,15 @@ class Scripted:
             raise self.error
         return ChatResponse(id="r", model=model, created=0, content=self.name)
 
-    async def stream(self, request: ChatRequest, model: str) -> AsyncIterator[StreamEvent]:
+    async def stream(self, request: ChatRequest, model: str) -> AsyncIterator[list[StreamEvent]]:
         self.calls.append(model)
         try:
             if self.error and not self.fail_mid_stream:
                 raise self.error
-            yield TextDelta(self.name)
+            yield [TextDelta(self.name)]
             if self.error:
                 raise self.error
-            yield FinishEvent("stop")
+            yield [FinishEvent("stop")]
         finally:
             self.closed += 1
 
@@ -63,19 +63,27 @@ def make_router(*providers: Scripted, unavailable: dict[str, str] | None = None)
     by_name = {p.name: p for p in providers}
     routes = [(p.name, f"{p.name}-model") for p in providers]
     routes += [(n, "x") for n in (unavailable or {})]
-    plans = build_plans({"m": routes}, by_name, unavailable or {}, defaults={"m": {"temperature": 0.3, "top_k": 5}}, caps={"m": 100})
+    plans = build_plans(
+        {"m": routes},
+        by_name,
+        unavailable or {},
+        defaults={"m": {"temperature": 0.3, "top_k": 5}},
+        caps={"m": 100},
+    )
     return Router(by_name, unavailable or {}, plans)
 
 
-async def collect(it: AsyncIterator[StreamEvent]) -> list[StreamEvent]:
-    return [e async for e in it]
+async def collect(it: AsyncIterator[list[StreamEvent]]) -> list[StreamEvent]:
+    return [e async for batch in it for e in batch]
 
 
 def test_resolve_configured_direct_and_unknown() -> None:
     router = make_router(Scripted("a"))
     assert [r.label for r in router.resolve("m").routes] == ["a/a-model"]
     direct = router.resolve("a/some/model-with-slash")
-    assert direct.routes[0].provider_name == "a" and direct.routes[0].model == "some/model-with-slash"
+    assert (
+        direct.routes[0].provider_name == "a" and direct.routes[0].model == "some/model-with-slash"
+    )
     assert router.resolve("a/some/model-with-slash") is direct  # cached
     with pytest.raises(ModelNotFoundError) as info:
         router.resolve("nope/x")
@@ -86,11 +94,21 @@ def test_resolve_configured_direct_and_unknown() -> None:
 def test_defaults_fill_only_what_the_caller_left_out_and_cap_applies() -> None:
     plan = make_router(Scripted("a")).resolve("m")
     prepared = plan.prepare(REQ)
-    assert prepared.temperature == 0.3 and prepared.extra == {"top_k": 5} and prepared.max_tokens == 100
+    assert (
+        prepared.temperature == 0.3
+        and prepared.extra == {"top_k": 5}
+        and prepared.max_tokens == 100
+    )
     import msgspec
 
-    explicit = plan.prepare(msgspec.structs.replace(REQ, temperature=1.0, max_tokens=500, extra={"top_k": 1}))
-    assert explicit.temperature == 1.0 and explicit.extra == {"top_k": 1} and explicit.max_tokens == 100
+    explicit = plan.prepare(
+        msgspec.structs.replace(REQ, temperature=1.0, max_tokens=500, extra={"top_k": 1})
+    )
+    assert (
+        explicit.temperature == 1.0
+        and explicit.extra == {"top_k": 1}
+        and explicit.max_tokens == 100
+    )
 
 
 async def test_complete_falls_back_on_retryable_errors_only() -> None:
@@ -131,16 +149,25 @@ async def test_stream_falls_back_before_first_event_and_closes_the_failed_one() 
     a, b = Scripted("a", UpstreamError("down")), Scripted("b")
     router = make_router(a, b)
     route, first, rest = await router.open_stream(router.resolve("m"), REQ)
-    assert route.provider_name == "b" and first == TextDelta("b")
+    assert route.provider_name == "b" and first == [TextDelta("b")]
     assert await collect(rest) == [FinishEvent("stop")]
     assert a.closed == 1
 
 
 async def test_stream_failure_after_first_event_is_not_retried() -> None:
-    a, b = Scripted("a", UpstreamError("cut", ), fail_mid_stream=True), Scripted("b")
+    a, b = (
+        Scripted(
+            "a",
+            UpstreamError(
+                "cut",
+            ),
+            fail_mid_stream=True,
+        ),
+        Scripted("b"),
+    )
     router = make_router(a, b)
     route, first, rest = await router.open_stream(router.resolve("m"), REQ)
-    assert route.provider_name == "a" and first == TextDelta("a")
+    assert route.provider_name == "a" and first == [TextDelta("a")]
     with pytest.raises(UpstreamError):
         await collect(rest)
     assert b.calls == []

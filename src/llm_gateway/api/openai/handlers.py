@@ -150,8 +150,8 @@ class ChatCompletions:
         self,
         sse: SSEResponse,
         route: Route,
-        first: StreamEvent,
-        events: AsyncIterator[StreamEvent],
+        first: list[StreamEvent],
+        events: AsyncIterator[list[StreamEvent]],
         request: ChatRequest,
         rid: str,
         watch: DisconnectWatch,
@@ -164,22 +164,26 @@ class ChatCompletions:
             include_usage=include_usage,
         )
         sse.add_headers(_route_headers(rid, route)[1:])
-        frame = encoder.encode(first)
-        await sse.write(encoder.start() + frame if frame else encoder.start())
-        write = sse.write
         encode = encoder.encode
+        head = encoder.start()
+        await sse.write(head + b"".join([f for e in first if (f := encode(e)) is not None]))
+        write = sse.write
         try:
-            async for event in events:
-                frame = encode(event)
-                if frame is not None:
-                    await write(frame)
+            async for batch in events:
+                # One write per batch: events that arrived together leave together.
+                if len(batch) == 1:
+                    frame = encode(batch[0])
+                    if frame is not None:
+                        await write(frame)
+                    continue
+                data = b"".join([f for e in batch if (f := encode(e)) is not None])
+                if data:
+                    await write(data)
         except GatewayError as error:
             watch.finish()
             await sse.close(encoder.error(error))
             return
-        except (asyncio.CancelledError, GeneratorExit):
-            raise
-        except Exception as exc:
+        except Exception as exc:  # a bug; cancellation (BaseException) passes through
             watch.finish()
             await sse.close(encoder.error(internal_error(exc)))
             return
