@@ -804,9 +804,12 @@ async def test_chunks_that_arrive_together_are_handed_over_together() -> None:
         await conn.drain()
         await serve_forever(conn)
 
-    async with RawServer(handler) as srv, HttpClient(srv.url) as client:
-        async with client.stream("GET", "/") as stream:
-            pieces = [piece async for piece in stream.iter_bytes()]
+    async with (
+        RawServer(handler) as srv,
+        HttpClient(srv.url) as client,
+        client.stream("GET", "/") as stream,
+    ):
+        pieces = [piece async for piece in stream.iter_bytes()]
     assert b"".join(pieces) == b"".join(f"data: {i}\n\n".encode() for i in range(5))
     assert len(pieces) < 5
 
