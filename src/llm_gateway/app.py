@@ -34,6 +34,7 @@ from llm_gateway.core.errors import GatewayError, InvalidRequestError
 from llm_gateway.providers.base import Provider
 from llm_gateway.providers.registry import build_providers
 from llm_gateway.routing.router import Router, build_plans
+from llm_gateway.runtime import tune_gc
 
 log = logging.getLogger("llm_gateway")
 
@@ -147,6 +148,7 @@ def _openapi(api: FastAPI) -> dict[str, Any]:
 def _fastapi(state: GatewayState) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        tune_gc()
         state.ticker.start()
         try:
             yield

@@ -11,6 +11,7 @@ very same config; ``.env`` and ``LLM_GATEWAY_ENV`` are inherited as they are.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 from pathlib import Path
@@ -65,6 +66,22 @@ def uvicorn_options(config: GatewayConfig) -> dict[str, Any]:
     }
 
 
+def raise_open_file_limit() -> int:
+    """Lift the soft limit on open files to the hard limit and return it.
+
+    Every proxied call holds two sockets (client and upstream); the usual soft limit of
+    1024 would cap the gateway near 500 concurrent streams.
+    """
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
 @click.command()
 @click.option(
     "--config",
@@ -101,6 +118,8 @@ def serve(
         raise SystemExit(2) from None
 
     import uvicorn  # deferred: check-config and --help should not pay for it
+
+    raise_open_file_limit()
 
     options = uvicorn_options(config)
     click.echo(startup_line(config), err=True)

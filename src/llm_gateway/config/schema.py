@@ -133,7 +133,10 @@ class ProviderBase(_Section):
     )
     headers: dict[str, str] = Field(default_factory=dict)
     models: list[str] = Field(default_factory=list)
-    max_connections: int = Field(100, gt=0)
+    # HTTP/1.1 needs one socket per in-flight call, and a request over the cap waits for a
+    # whole stream to end, so the cap is a guard against descriptor exhaustion, not a
+    # throttle (rate limits are that).
+    max_connections: int = Field(1000, gt=0)
 
 
 class OpenAIProviderConfig(ProviderBase):

@@ -191,3 +191,17 @@ def test_python_dash_m(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("config: built-in defaults: OK")
+
+
+def test_open_file_limit_is_lifted_to_the_hard_limit() -> None:
+    import resource
+
+    from llm_gateway.cli.serve import raise_open_file_limit
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(256, hard), hard))
+        lifted = raise_open_file_limit()
+        assert lifted == (hard if hard != resource.RLIM_INFINITY else max(256, 65536))
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

@@ -70,7 +70,7 @@ def test_discriminated_union(data: dict[str, Any], cls: type) -> None:
     provider = cfg(providers={"p": data}).providers["p"]
     assert type(provider) is cls
     assert provider.timeout == 600 and provider.connect_timeout == 10
-    assert provider.headers == {} and provider.max_connections == 100
+    assert provider.headers == {} and provider.max_connections == 1000
 
 
 def test_common_provider_fields() -> None:
