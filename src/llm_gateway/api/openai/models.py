@@ -14,8 +14,6 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from fastapi import APIRouter
-
 from llm_gateway.core.errors import GatewayError, ModelNotFoundError
 from llm_gateway.core.types import ModelInfo
 from llm_gateway.providers.base import Provider
@@ -86,17 +84,3 @@ class ModelCatalog:
                 f"The model '{model_id}' does not exist.", param="model"
             ) from None
         return {"id": model_id, "object": "model", "created": self._created, "owned_by": OWNER}
-
-
-def models_routes(catalog: ModelCatalog) -> APIRouter:
-    router = APIRouter(tags=["OpenAI-compatible"])
-
-    @router.get("/v1/models", summary="List models")
-    async def list_models() -> dict[str, Any]:
-        return {"object": "list", "data": await catalog.list()}
-
-    @router.get("/v1/models/{model_id:path}", summary="Retrieve a model")
-    async def get_model(model_id: str) -> dict[str, Any]:
-        return await catalog.get(model_id)
-
-    return router
