@@ -19,7 +19,8 @@ import gc
 import logging
 import os
 
-from llm_gateway.api.asgi import ASGIApp, Receive, Scope, Send
+from llm_gateway.api.asgi import ASGIApp, Receive, Scope, Send, request_id, send_body
+from llm_gateway.api.errors import error_headers, http_error, openai_error_body
 from llm_gateway.api.openai.handlers import ChatCompletions
 from llm_gateway.api.openai.models import ModelCatalog
 from llm_gateway.api.sse import HeartbeatTicker
@@ -75,6 +76,7 @@ class GatewayApp:
     def __init__(self, state: GatewayState, fast: dict[tuple[str, str], ASGIApp]) -> None:
         self.state = state
         self._fast = fast
+        self._fast_paths = {path: method for method, path in fast}
         self._api: ASGIApp | None = None
         self._api_loading: asyncio.Future[ASGIApp] | None = None
 
@@ -85,11 +87,20 @@ class GatewayApp:
             if handler is not None:
                 await handler(scope, receive, send)
                 return
+            if scope["path"] in self._fast_paths:
+                await self._method_not_allowed(scope, send)
+                return
         elif kind == "lifespan":
             await self._lifespan(receive, send)
             return
         api = self._api or await self.api()
         await api(scope, receive, send)
+
+    async def _method_not_allowed(self, scope: Scope, send: Send) -> None:
+        error = http_error(405, scope["method"], scope["path"])
+        headers = error_headers(error, request_id(scope))
+        headers.append((b"allow", self._fast_paths[scope["path"]].encode()))
+        await send_body(send, 405, openai_error_body(error), headers)
 
     def _start_loading_api(self) -> asyncio.Future[ASGIApp]:
         if self._api_loading is None:

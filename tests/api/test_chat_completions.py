@@ -187,3 +187,22 @@ def test_openapi_documents_chat_completions(mock_gateway: RunningServer) -> None
     assert "messages" in doc["components"]["schemas"]["WireChatRequest"]["required"]
     assert "/v1/models" in doc["paths"]
     assert httpx.get(f"{mock_gateway.url}/docs").status_code == 200
+
+
+def test_wrong_method_and_unknown_url_use_the_openai_error_shape(
+    mock_gateway: RunningServer,
+) -> None:
+    r = httpx.get(f"{mock_gateway.url}/v1/chat/completions")
+    assert r.status_code == 405 and r.headers["allow"] == "POST"
+    assert r.json()["error"]["code"] == "method_not_allowed"
+    assert "GET is not allowed" in r.json()["error"]["message"]
+    r = httpx.post(f"{mock_gateway.url}/v1/completions", json={})
+    assert r.status_code == 404
+    assert r.json()["error"] == {
+        "message": "Unknown request URL: POST /v1/completions.",
+        "type": "invalid_request_error",
+        "param": None,
+        "code": "unknown_url",
+    }
+    r = httpx.delete(f"{mock_gateway.url}/v1/models")
+    assert r.status_code == 405 and r.json()["error"]["code"] == "method_not_allowed"

@@ -13,9 +13,10 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from llm_gateway import __version__
-from llm_gateway.api.errors import error_headers, openai_error_body
+from llm_gateway.api.errors import error_headers, http_error, openai_error_body
 from llm_gateway.api.openai.model_routes import models_routes
 from llm_gateway.api.openai.stream import error_payload
 from llm_gateway.api.openai.wire import request_schema
@@ -110,6 +111,14 @@ def build_api(state: GatewayState) -> FastAPI:
         rid = request.headers.get("x-request-id", "")
         headers = {k.decode(): v.decode() for k, v in error_headers(exc, rid)}
         return Response(openai_error_body(exc), status_code=exc.status, headers=headers)
+
+    @api.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        # Unknown paths and wrong methods answer in the same error shape as everything else.
+        err = http_error(exc.status_code, request.method, request.url.path)
+        headers = dict(exc.headers or {})
+        headers["x-request-id"] = request.headers.get("x-request-id", "")
+        return JSONResponse(error_payload(err), status_code=exc.status_code, headers=headers)
 
     @api.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> Response:
