@@ -30,7 +30,7 @@ class _PartialToolCall:
 
 
 class Accumulator:
-    __slots__ = ("_reasoning", "_text", "_tools", "error", "finish_reason", "usage")
+    __slots__ = ("_reasoning", "_text", "_tools", "error", "finish_reason", "signature", "usage")
 
     def __init__(self) -> None:
         self._text: list[str] = []
@@ -39,6 +39,7 @@ class Accumulator:
         self.finish_reason: FinishReason | None = None
         self.usage: Usage | None = None
         self.error: ErrorEvent | None = None
+        self.signature: str | None = None
 
     def add(self, event: StreamEvent) -> None:
         kind = type(event)
@@ -56,7 +57,11 @@ class Accumulator:
             if event.arguments:
                 call.arguments.append(event.arguments)
         elif kind is ReasoningDelta:
-            self._reasoning.append(event.text)  # type: ignore[union-attr]
+            assert isinstance(event, ReasoningDelta)
+            if event.text:
+                self._reasoning.append(event.text)
+            if event.signature:
+                self.signature = event.signature
         elif kind is UsageEvent:
             self.usage = event.usage  # type: ignore[union-attr]
         elif kind is FinishEvent:
@@ -85,6 +90,7 @@ class Accumulator:
             created=int(time.time()) if created is None else created,
             content="".join(self._text) if self._text or not tools else None,
             reasoning="".join(self._reasoning) if self._reasoning else None,
+            reasoning_signature=self.signature,
             tool_calls=tools,
             finish_reason=finish,
             usage=self.usage,

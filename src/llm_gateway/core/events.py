@@ -19,6 +19,9 @@ class TextDelta(msgspec.Struct):
 
 class ReasoningDelta(msgspec.Struct):
     text: str
+    # A provider's proof of the reasoning (Anthropic's signature_delta); it usually comes
+    # alone, with empty text, at the end of a thinking block.
+    signature: str | None = None
 
 
 class ToolCallDelta(msgspec.Struct):

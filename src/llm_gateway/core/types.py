@@ -44,6 +44,9 @@ class Message(msgspec.Struct, frozen=True):
     tool_call_id: str | None = None  # set on role="tool" messages
     name: str | None = None
     reasoning: str | None = None  # assistant reasoning from an earlier turn, when known
+    # Opaque proof of the reasoning some providers require echoed back (Anthropic's
+    # thinking signature, Gemini's thought signature) on later turns.
+    reasoning_signature: str | None = None
 
     def text(self) -> str:
         """The message's text content, with image parts left out."""
@@ -110,9 +113,10 @@ class ChatRequest(msgspec.Struct, frozen=True):
 class Usage(msgspec.Struct):
     """Token usage normalised across providers.
 
-    ``cached_tokens`` and ``reasoning_tokens`` are subsets of prompt and completion
-    tokens respectively, as in OpenAI's accounting. ``cost`` is set only when the provider
-    reports the charge itself (OpenRouter does).
+    ``cached_tokens`` (read from a prompt cache), ``cache_write_tokens`` (written to it,
+    Anthropic's cache creation) and ``reasoning_tokens`` are subsets of prompt and
+    completion tokens respectively, as in OpenAI's accounting. ``cost`` is set only when
+    the provider reports the charge itself (OpenRouter does).
     """
 
     prompt_tokens: int = 0
@@ -120,6 +124,7 @@ class Usage(msgspec.Struct):
     total_tokens: int = 0
     cached_tokens: int = 0
     reasoning_tokens: int = 0
+    cache_write_tokens: int = 0
     cost: float | None = None
 
 
@@ -129,6 +134,7 @@ class ChatResponse(msgspec.Struct):
     created: int
     content: str | None = None
     reasoning: str | None = None
+    reasoning_signature: str | None = None
     tool_calls: list[ToolCall] | None = None
     finish_reason: FinishReason = "stop"
     usage: Usage | None = None

@@ -88,7 +88,9 @@ class OpenAIStreamEncoder:
                 call["function"] = {"arguments": event.arguments}
             return self._delta(_encode({"tool_calls": [call]}))
         if kind is ReasoningDelta:
-            return self._delta(b'{"reasoning_content":' + _encode(event.text) + b"}")  # type: ignore[union-attr]
+            text = event.text  # type: ignore[union-attr]
+            # A signature alone has no place in OpenAI's chunk shape.
+            return self._delta(b'{"reasoning_content":' + _encode(text) + b"}") if text else None
         if kind is FinishEvent:
             self.finished = True
             return (
