@@ -79,3 +79,13 @@ ADAPTERS: list[AdapterSpec] = [
     _openai_family("mistral", reasoning=_NO_REASONING, cost=_NO_COST),
     _openai_family("openai_compatible", cost=_NO_COST),
 ]
+
+from tests.conformance.adapters_gemini import SPEC as _GEMINI  # noqa: E402
+
+ADAPTERS.append(_GEMINI)
+from tests.conformance.adapters_anthropic import SPEC as _ANTHROPIC  # noqa: E402
+
+ADAPTERS.append(_ANTHROPIC)
+from tests.conformance.adapters_bedrock import SPEC as _BEDROCK  # noqa: E402
+
+ADAPTERS.append(_BEDROCK)

@@ -127,6 +127,8 @@ async def test_system_prompt_and_images_reach_the_wire(harness: Harness) -> None
     assert response.content == "A cat."
     sent = harness.fake.read()
     assert sent.messages[0] == Message("system", "Be brief.")
+    if "image_detail" in harness.spec.unsupported:
+        parts = [ImagePart(p.url) if isinstance(p, ImagePart) else p for p in parts]
     assert sent.messages[1].content == parts
 
 
@@ -180,7 +182,9 @@ async def test_parallel_tool_calls(harness: Harness) -> None:
         ToolCall(PARIS.id, PARIS.name, PARIS.arguments),
         ToolCall(TOKYO.id, TOKYO.name, TOKYO.arguments),
     ]
-    assert harness.fake.read().parallel_tool_calls is True
+    if "parallel_tool_calls" not in harness.spec.unsupported:
+        # The calls above are checked for every adapter; only the switch may be missing.
+        assert harness.fake.read().parallel_tool_calls is True
 
 
 async def test_multi_turn_with_tool_results(harness: Harness) -> None:
@@ -230,7 +234,9 @@ async def test_usage_normalised(harness: Harness) -> None:
     for got in (streamed[0].usage, completed):
         assert got is not None
         assert (got.prompt_tokens, got.completion_tokens, got.total_tokens) == (100, 50, 150)
-        assert (got.cached_tokens, got.reasoning_tokens) == (40, 20)
+        # Some wires (Bedrock's Converse) report no reasoning-token count at all.
+        reasoning = 0 if "reasoning_tokens" in harness.spec.unsupported else 20
+        assert (got.cached_tokens, got.reasoning_tokens) == (40, reasoning)
     if "cost" not in harness.spec.unsupported:
         assert streamed[0].usage.cost == pytest.approx(0.0123)
 
@@ -258,8 +264,10 @@ async def test_stop_sequences_and_sampling_parameters_sent(harness: Harness) -> 
     request = ask(stop=["END", "\n\n"], temperature=0.25, top_p=0.5, max_tokens=64, seed=7)
     await harness.provider.complete(request, harness.model)
     sent = harness.fake.read()
-    assert sent.stop == ["END", "\n\n"]
-    assert (sent.temperature, sent.top_p, sent.max_tokens, sent.seed) == (0.25, 0.5, 64, 7)
+    unsupported = harness.spec.unsupported
+    assert sent.stop == (["END"] if "whitespace_stop" in unsupported else ["END", "\n\n"])
+    seed = None if "seed" in unsupported else 7
+    assert (sent.temperature, sent.top_p, sent.max_tokens, sent.seed) == (0.25, 0.5, 64, seed)
 
 
 async def test_list_models(harness: Harness) -> None:

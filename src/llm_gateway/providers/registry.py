@@ -17,8 +17,11 @@ from llm_gateway.config.schema import (
     is_configured,
 )
 from llm_gateway.http.client import HttpClient
+from llm_gateway.providers.anthropic import build_anthropic
 from llm_gateway.providers.base import Provider
+from llm_gateway.providers.bedrock import build_bedrock
 from llm_gateway.providers.families import FAMILIES
+from llm_gateway.providers.gemini import build_gemini
 from llm_gateway.providers.mock import MockProvider
 from llm_gateway.providers.openai import OpenAIProvider
 
@@ -59,6 +62,9 @@ def _build_openai_family(name: str, cfg: ProviderBase) -> Provider:
 
 BUILDERS: dict[str, Callable[[str, ProviderBase], Provider]] = {
     "mock": _build_mock,
+    "bedrock": build_bedrock,
+    "anthropic": build_anthropic,
+    "gemini": build_gemini,
     **{family_type: _build_openai_family for family_type in FAMILIES},
 }
 
