@@ -19,6 +19,7 @@ import gc
 import logging
 import os
 
+from llm_gateway.api.anthropic.handlers import CountTokens, Messages
 from llm_gateway.api.asgi import ASGIApp, Receive, Scope, Send, request_id, send_body
 from llm_gateway.api.errors import error_headers, http_error, openai_error_body
 from llm_gateway.api.openai.handlers import ChatCompletions
@@ -147,6 +148,16 @@ def create_app(config: GatewayConfig) -> GatewayApp:
         ("POST", "/v1/chat/completions"): chat,
         # Clients configured with a base URL without /v1 still work.
         ("POST", "/chat/completions"): chat,
+        # Anthropic's Messages API, so Anthropic SDK clients can use any provider.
+        ("POST", "/v1/messages"): Messages(
+            state.router,
+            max_body_bytes=config.server.max_body_bytes,
+            max_messages=config.server.max_messages,
+            ticker=state.ticker,
+        ),
+        ("POST", "/v1/messages/count_tokens"): CountTokens(
+            state.router, max_body_bytes=config.server.max_body_bytes
+        ),
     }
     return GatewayApp(state, fast)
 

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from llm_gateway import __version__
+from llm_gateway.api.anthropic.openapi import anthropic_openapi
 from llm_gateway.api.errors import error_headers, http_error, openai_error_body
 from llm_gateway.api.openai.model_routes import models_routes
 from llm_gateway.api.openai.stream import error_payload
@@ -95,6 +96,9 @@ def _openapi(api: FastAPI) -> dict[str, Any]:
     components["OpenAIError"] = _OPENAI_ERROR_SCHEMA
     chat = _chat_completions_doc(schemas)
     doc["paths"]["/v1/chat/completions"] = chat
+    paths, anthropic_components = anthropic_openapi()
+    components.update(anthropic_components)
+    doc["paths"].update(paths)
     api.openapi_schema = doc
     return doc
 

@@ -1,0 +1,1 @@
+"""The Anthropic-compatible inbound API (``/v1/messages``), served by any provider."""
