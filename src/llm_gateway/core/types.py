@@ -102,6 +102,10 @@ class ChatRequest(msgspec.Struct, frozen=True):
     # logprobs, reasoning_effort, ...). Providers of the same wire family pass them through;
     # others ignore them.
     extra: dict[str, Any] = msgspec.field(default_factory=dict)
+    # The wire dialect ``extra`` is spelled in ("openai", "anthropic"): a provider passes
+    # extras through verbatim only when they are in its own dialect, because upstreams
+    # reject parameters they do not know (OpenAI answers 400 to Anthropic's "thinking").
+    extra_dialect: str = "openai"
 
     def needs_tools(self) -> bool:
         return bool(self.tools)

@@ -171,8 +171,9 @@ def request_to_wire(
     if family.extra_body:
         for key, value in family.extra_body.items():
             body.setdefault(key, value)
-    if request.extra:
-        # Verbatim pass-through: the caller's dialect-specific parameters win.
+    if request.extra and request.extra_dialect == "openai":
+        # Verbatim pass-through of OpenAI-dialect parameters: the caller's choices win.
+        # Other dialects' extras (Anthropic's thinking, top_k) have no OpenAI meaning.
         body.update(request.extra)
     allowed = family.allowed_fields
     if allowed is not None:

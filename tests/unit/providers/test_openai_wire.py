@@ -491,3 +491,19 @@ def test_error_bodies_of_other_vendors() -> None:
     router = _err(402, {"error": {"code": 402, "message": "Insufficient credits"}})
     assert isinstance(router, UpstreamError) and "Insufficient credits" in router.message
     assert "bare" in _err(400, b'"bare message"').message
+
+
+def test_extras_pass_through_only_in_their_own_dialect() -> None:
+    messages = [Message("user", "hi")]
+    openai_side = ChatRequest(model="m", messages=messages, extra={"logprobs": True})
+    assert request_to_wire(openai_side, "gpt", OPENAI, False)["logprobs"] is True
+    # From the Anthropic dialect: "thinking" and "top_k" mean nothing to OpenAI, which
+    # answers unknown parameters with a 400, so they must not be forwarded.
+    anthropic_side = ChatRequest(
+        model="m",
+        messages=messages,
+        extra={"thinking": {"type": "enabled", "budget_tokens": 1024}, "top_k": 5},
+        extra_dialect="anthropic",
+    )
+    body = request_to_wire(anthropic_side, "gpt", OPENAI, False)
+    assert "thinking" not in body and "top_k" not in body

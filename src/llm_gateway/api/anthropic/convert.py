@@ -143,6 +143,7 @@ def parse_request(body: bytes) -> ChatRequest:
         parallel_tool_calls=parallel,
         stream=wire.stream,
         extra=extra,
+        extra_dialect="anthropic",
     )
 
 
