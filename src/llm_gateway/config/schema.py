@@ -248,6 +248,35 @@ class RouteConfig(_Section):
         return value
 
 
+class RetryConfig(_Section):
+    """Retries of one route before falling back to the next (full-jitter backoff)."""
+
+    attempts: int = Field(2, ge=1, le=10, description="Tries per route, the first included.")
+    base_delay: float = Field(0.2, ge=0, description="Seconds; doubles per retry, jittered.")
+    max_delay: float = Field(5.0, ge=0, description="Cap of one backoff sleep (and Retry-After).")
+
+
+class BreakerConfig(_Section):
+    """Circuit breaker per route: fail fast while a route is down, probe after a cooldown."""
+
+    enabled: bool = True
+    failures: int = Field(5, ge=1, description="Consecutive failures that open the breaker.")
+    failure_ratio: float | None = Field(
+        None, gt=0, le=1, description="Or: open when this share of the window failed."
+    )
+    window: int = Field(20, ge=2, description="Calls in the failure-ratio window.")
+    cooldown_seconds: float = Field(30.0, gt=0, description="Open time before one probe.")
+
+
+class HedgeConfig(_Section):
+    """Hedged requests: start the next route if the first has not produced a token yet."""
+
+    after_ms: float | Literal["p95"] = Field(
+        "p95", description="Fixed delay, or the first route's own p95 time to first token."
+    )
+    min_delay_ms: float = Field(50.0, ge=0, description="Floor for the p95 delay.")
+
+
 class ModelConfig(_Section):
     routes: list[RouteConfig] = Field(min_length=1)
     strategy: Strategy = "ordered"
@@ -255,6 +284,17 @@ class ModelConfig(_Section):
         default_factory=dict, description="Request parameters applied when the caller omits them."
     )
     max_tokens_cap: int | None = Field(None, gt=0)
+    # One overall deadline per request, retries and fallbacks included.
+    timeout: float = Field(300.0, gt=0, description="Seconds for the whole request.")
+    first_token_timeout: float | None = Field(
+        None, gt=0, description="Overrides the providers' first-token timeout for this model."
+    )
+    idle_timeout: float | None = Field(
+        None, gt=0, description="Overrides the providers' idle timeout for this model."
+    )
+    retries: RetryConfig = Field(default_factory=RetryConfig)
+    breaker: BreakerConfig = Field(default_factory=BreakerConfig)
+    hedge: HedgeConfig | None = None
 
 
 # --- the whole file --------------------------------------------------------------------

@@ -32,6 +32,8 @@ class Route(msgspec.Struct, frozen=True):
     model: str
     provider: Provider | None  # None: the provider is configured but not usable
     unavailable_reason: str | None = None
+    weight: float = 1.0  # share of traffic under the "weighted" strategy
+    provider_type: str = ""  # e.g. "openai", "bedrock": the key into the model table
 
     @property
     def label(self) -> str:
