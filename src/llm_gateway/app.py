@@ -19,21 +19,35 @@ import gc
 import logging
 import os
 
+import msgspec
+
 from llm_gateway.api.anthropic.handlers import CountTokens, Messages
 from llm_gateway.api.asgi import ASGIApp, Receive, Scope, Send, request_id, send_body
 from llm_gateway.api.errors import error_headers, http_error, openai_error_body
 from llm_gateway.api.openai.handlers import ChatCompletions
 from llm_gateway.api.openai.models import ModelCatalog
 from llm_gateway.api.sse import HeartbeatTicker
-from llm_gateway.config.schema import GatewayConfig
+from llm_gateway.config.schema import GatewayConfig, ModelConfig
 from llm_gateway.providers.base import Provider
 from llm_gateway.providers.registry import build_providers
-from llm_gateway.routing.router import Router, build_plans
+from llm_gateway.routing.model_table import ModelTable
+from llm_gateway.routing.router import ModelPolicy, Route, Router, build_plans
 from llm_gateway.runtime import tune_gc
 
 log = logging.getLogger("llm_gateway")
 
 CONFIG_PATH_ENV = "LLM_GATEWAY_CONFIG"
+
+
+def policy_of(model: ModelConfig) -> ModelPolicy:
+    return ModelPolicy(
+        timeout=model.timeout,
+        first_token_timeout=model.first_token_timeout,
+        idle_timeout=model.idle_timeout,
+        retries=model.retries,
+        breaker=model.breaker,
+        hedge=model.hedge,
+    )
 
 
 class GatewayState:
@@ -42,14 +56,41 @@ class GatewayState:
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
         self.providers, self.unavailable = build_providers(config.providers)
+        self.table = ModelTable.from_config(config)
+        templates = {
+            name: Route(
+                name,
+                "",
+                self.providers.get(name),
+                self.unavailable.get(name),
+                provider_type=cfg.type,
+                first_token_timeout=cfg.first_token_timeout,
+                idle_timeout=cfg.idle_timeout,
+            )
+            for name, cfg in config.providers.items()
+        }
         plans = build_plans(
-            {n: [(r.provider, r.model) for r in m.routes] for n, m in config.models.items()},
-            self.providers,
-            self.unavailable,
+            {
+                name: [
+                    msgspec.structs.replace(
+                        templates[r.provider], model=r.model, weight=r.weight
+                    )
+                    for r in model.routes
+                ]
+                for name, model in config.models.items()
+            },
             defaults={n: m.defaults for n, m in config.models.items()},
             caps={n: m.max_tokens_cap for n, m in config.models.items()},
+            policies={n: policy_of(m) for n, m in config.models.items()},
+            strategies={n: m.strategy for n, m in config.models.items()},
         )
-        self.router = Router(self.providers, self.unavailable, plans)
+        self.router = Router(
+            self.providers,
+            self.unavailable,
+            plans,
+            table=self.table,
+            provider_routes=templates,
+        )
         self.ticker = HeartbeatTicker(config.server.heartbeat_seconds)
         self.catalog = ModelCatalog(self.router, self.providers)
 

@@ -232,7 +232,9 @@ async def test_multi_turn_tool_results(
 def test_overloaded_is_a_503_for_the_sdk(
     client: openai.OpenAI, upstream: AnthropicUpstream
 ) -> None:
-    upstream.queue(Scenario(error=ErrorSpec("overloaded", "Overloaded")))
+    # Overload is retryable: the gateway retries once (2 attempts by default), so the
+    # upstream must be overloaded both times for the caller to see it.
+    upstream.queue(*[Scenario(error=ErrorSpec("overloaded", "Overloaded"))] * 2)
     with pytest.raises(openai.InternalServerError) as info:
         client.chat.completions.create(model="sonnet", messages=[{"role": "user", "content": "x"}])
     assert info.value.status_code == 503

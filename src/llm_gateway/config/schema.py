@@ -297,6 +297,65 @@ class ModelConfig(_Section):
     hedge: HedgeConfig | None = None
 
 
+# --- model table -----------------------------------------------------------------------
+
+
+class ModelPricesConfig(_Section):
+    """Prices in USD per 1M tokens; unset keeps the shipped value (or leaves it unknown)."""
+
+    input: float | None = Field(None, ge=0, description="Uncached prompt tokens.")
+    output: float | None = Field(None, ge=0, description="Completion tokens, reasoning included.")
+    cached_input: float | None = Field(None, ge=0, description="Prompt tokens read from a cache.")
+    cache_write: float | None = Field(None, ge=0, description="Prompt tokens written to a cache.")
+
+
+class LongContextPricesConfig(ModelPricesConfig):
+    """A price tier for the whole request once its prompt exceeds ``threshold`` tokens."""
+
+    threshold: int = Field(gt=0, description="Prompt tokens above which these prices apply.")
+
+
+class ModelCapabilitiesConfig(_Section):
+    """What the route can honour; unset keeps the shipped value (or leaves it unknown)."""
+
+    tools: bool | None = None
+    vision: bool | None = None
+    json_mode: bool | None = None
+    reasoning: bool | None = None
+
+
+class ModelTableEntryConfig(_Section):
+    """A partial model-table entry, merged field by field over the shipped one."""
+
+    context_window: int | None = Field(None, gt=0, description="Prompt plus completion tokens.")
+    max_output_tokens: int | None = Field(None, gt=0)
+    prices: ModelPricesConfig = Field(default_factory=ModelPricesConfig)
+    long_context: LongContextPricesConfig | None = None
+    capabilities: ModelCapabilitiesConfig = Field(default_factory=ModelCapabilitiesConfig)
+    notes: str | None = None
+
+    @model_validator(mode="after")
+    def _output_fits_window(self) -> ModelTableEntryConfig:
+        window, output = self.context_window, self.max_output_tokens
+        if window is not None and output is not None and output > window:
+            raise PydanticCustomError(
+                "output_exceeds_window",
+                "max_output_tokens ({output}) exceeds context_window ({window})",
+                {"output": output, "window": window},
+            )
+        return self
+
+
+def model_table_key_problem(key: str) -> str | None:
+    """Why ``key`` is not a valid ``model_table`` key (``<provider_type>/<model>``), or None."""
+    provider_type, sep, model = key.partition("/")
+    if not sep or not provider_type or not model.strip():
+        return "a model_table key must be '<provider_type>/<model>', e.g. 'openai/gpt-4o'"
+    if provider_type not in PROVIDER_TYPES:
+        return f"unknown provider type {provider_type!r}; valid types: {', '.join(PROVIDER_TYPES)}"
+    return None
+
+
 # --- the whole file --------------------------------------------------------------------
 
 
@@ -310,6 +369,9 @@ class GatewayConfig(_Section):
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     models: dict[str, ModelConfig] = Field(default_factory=dict)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    # Extends or overrides the shipped model table (context windows, prices, capabilities),
+    # keyed "<provider_type>/<model>".
+    model_table: dict[str, ModelTableEntryConfig] = Field(default_factory=dict)
 
     # Where this config came from, for start-up lines and reload; set by the loader.
     _sources: tuple[str, ...] = PrivateAttr(default=())
@@ -320,6 +382,25 @@ class GatewayConfig(_Section):
     def _null_is_empty(cls, value: Any) -> Any:
         # "providers:" with nothing under it parses as None; treat it as no entries.
         return {} if value is None else value
+
+    @field_validator("model_table", mode="before")
+    @classmethod
+    def _null_table_is_empty(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+    @field_validator("model_table")
+    @classmethod
+    def _check_table_keys(
+        cls, value: dict[str, ModelTableEntryConfig]
+    ) -> dict[str, ModelTableEntryConfig]:
+        problems = [
+            ConfigProblem((key,), message)
+            for key in value
+            if (message := model_table_key_problem(key)) is not None
+        ]
+        if problems:
+            raise ReferenceErrors(problems)
+        return value
 
     @model_validator(mode="after")
     def _check_references(self) -> GatewayConfig:

@@ -124,6 +124,13 @@ class ProviderUnavailableError(UpstreamError):
     default_code = "provider_unavailable"
 
 
+class CircuitOpenError(ProviderUnavailableError):
+    """A route's circuit breaker is open: it failed repeatedly and is not called until a
+    probe after the cooldown succeeds. Fails fast instead of paying for more retries."""
+
+    default_code = "circuit_open"
+
+
 class UpstreamTimeoutError(UpstreamError):
     status = 504
     openai_type = "timeout"

@@ -1,30 +1,64 @@
-"""Resolves a requested model name to routes and runs them with ordered fallback.
+"""Resolves a requested model name to routes and runs them reliably.
 
 A configured model name maps to its routes; ``provider/model`` addresses a provider
-directly. Fallback to the next route happens only on retryable failures and only before
-the first stream event reaches the client (``open_stream`` peeks that event), so a
-client never receives a spliced answer. Full strategies, retries and breakers build on
-this in the routing issue.
+directly; ``auto`` considers every configured route. For one request the router:
+
+1. orders the candidate routes with the model's strategy (ordered, weighted,
+   least_latency, lowest_cost, auto);
+2. skips routes whose circuit breaker is open (failing fast: no retry time is paid on a
+   route known to be down, even for a single-route model);
+3. tries a route, retrying retryable failures with full-jitter backoff (honouring
+   Retry-After) while attempts remain and the wait fits in the request's one deadline,
+   then falls back to the next route; a context-window overflow goes to a route with a
+   larger window; the caller's own 4xx is returned at once;
+4. for streams, all of this happens before the first event: the first batch is awaited
+   under the first-token timeout, and once it is in hand the route is committed; later
+   failures become in-stream errors (never a second, spliced answer). The rest of the
+   stream is guarded for idle gaps and the overall deadline (``guard.GuardedStream``);
+5. optionally hedges: if the first route has produced nothing after the hedge delay, the
+   next route starts too; the first to answer wins and the other is cancelled.
+
+Every attempt's outcome feeds the route's breaker and latency statistics. When every
+route fails the caller gets one error listing what each route returned.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import msgspec
 
+from llm_gateway.config.schema import BreakerConfig, HedgeConfig, RetryConfig
 from llm_gateway.core.errors import (
     AllRoutesFailedError,
+    CircuitOpenError,
+    ContextWindowExceededError,
+    FirstTokenTimeoutError,
     GatewayError,
     ModelNotFoundError,
     ProviderUnavailableError,
+    TotalTimeoutError,
     UpstreamError,
 )
 from llm_gateway.core.events import StreamEvent
 from llm_gateway.core.types import ChatRequest, ChatResponse
 from llm_gateway.providers.base import Provider
+from llm_gateway.routing.backoff import retry_delay, should_retry
+from llm_gateway.routing.breaker import CircuitBreaker
+from llm_gateway.routing.guard import GuardedStream
+from llm_gateway.routing.hedging import hedge_delay
+from llm_gateway.routing.stats import StatsBook
+from llm_gateway.routing.strategies import Strategy, larger_context_routes, make_strategy
+
+T = TypeVar("T")
+
+AUTO_MODEL = "auto"
+DEFAULT_FIRST_TOKEN_TIMEOUT = 60.0
 
 
 class Route(msgspec.Struct, frozen=True):
@@ -34,10 +68,23 @@ class Route(msgspec.Struct, frozen=True):
     unavailable_reason: str | None = None
     weight: float = 1.0  # share of traffic under the "weighted" strategy
     provider_type: str = ""  # e.g. "openai", "bedrock": the key into the model table
+    first_token_timeout: float | None = None  # the provider's own settings
+    idle_timeout: float | None = None
 
     @property
     def label(self) -> str:
         return f"{self.provider_name}/{self.model}"
+
+
+class ModelPolicy(msgspec.Struct, frozen=True):
+    """Reliability settings of one model (config ``models.<name>``; defaults otherwise)."""
+
+    timeout: float = 300.0
+    first_token_timeout: float | None = None
+    idle_timeout: float | None = None
+    retries: RetryConfig = msgspec.field(default_factory=RetryConfig)
+    breaker: BreakerConfig = msgspec.field(default_factory=BreakerConfig)
+    hedge: HedgeConfig | None = None
 
 
 class ModelPlan(msgspec.Struct, frozen=True):
@@ -47,6 +94,8 @@ class ModelPlan(msgspec.Struct, frozen=True):
     routes: tuple[Route, ...]
     defaults: Mapping[str, Any] = msgspec.field(default_factory=dict)
     max_tokens_cap: int | None = None
+    policy: ModelPolicy = msgspec.field(default_factory=ModelPolicy)
+    strategy: str = "ordered"
 
     def prepare(self, request: ChatRequest) -> ChatRequest:
         """Applies the model's default parameters where the caller set none, and its cap."""
@@ -69,17 +118,63 @@ class ModelPlan(msgspec.Struct, frozen=True):
         return msgspec.structs.replace(request, **changes)
 
 
+class CallTrace:
+    """What one request cost upstream, for response headers and logs."""
+
+    __slots__ = ("attempts", "route", "sleep_seconds", "upstream_seconds")
+
+    def __init__(self) -> None:
+        self.attempts = 0
+        self.upstream_seconds = 0.0
+        self.sleep_seconds = 0.0
+        self.route: Route | None = None
+
+
+class _Failures:
+    __slots__ = ("items",)
+
+    def __init__(self) -> None:
+        self.items: list[tuple[str, GatewayError]] = []
+
+    def add(self, route: Route, error: GatewayError) -> None:
+        self.items.append((route.label, error))
+
+    def raise_for(self, plan: ModelPlan) -> GatewayError:
+        if not self.items:
+            return ProviderUnavailableError(f"model '{plan.name}' has no usable route")
+        if len(self.items) == 1:
+            return self.items[0][1]
+        return AllRoutesFailedError(plan.name, self.items)
+
+
 class Router:
     def __init__(
         self,
         providers: Mapping[str, Provider],
         unavailable: Mapping[str, str],
         models: Mapping[str, ModelPlan],
+        *,
+        strategies: Mapping[str, Strategy] | None = None,
+        table: Any = None,
+        stats: StatsBook | None = None,
+        rng: random.Random | None = None,
+        on_breaker_change: Callable[[Route, str, str], None] | None = None,
+        provider_routes: Mapping[str, Route] | None = None,
     ) -> None:
         self._providers = dict(providers)
         self._unavailable = dict(unavailable)
         self._models = dict(models)
         self._direct: dict[str, ModelPlan] = {}
+        self._table = table
+        self._rng = rng or random.Random()
+        self._strategies: dict[str, Strategy] = dict(strategies or {})
+        self.stats = stats or StatsBook()
+        self._breakers: dict[str, CircuitBreaker] = {}
+        self._on_breaker_change = on_breaker_change
+        # A template route per provider (type and timeouts), for direct addressing.
+        self._provider_routes = dict(provider_routes or {})
+
+    # -- resolution ------------------------------------------------------------------------
 
     @property
     def model_names(self) -> list[str]:
@@ -93,82 +188,349 @@ class Router:
         plan = self._models.get(name) or self._direct.get(name)
         if plan is not None:
             return plan
+        if name == AUTO_MODEL:
+            return self._auto_plan()
         provider_name, sep, model = name.partition("/")
         if sep and model:
             provider = self._providers.get(provider_name)
             reason = self._unavailable.get(provider_name)
             if provider is not None or reason is not None:
-                route = Route(provider_name, model, provider, reason)
+                template = self._provider_routes.get(provider_name)
+                route = Route(
+                    provider_name,
+                    model,
+                    provider,
+                    reason,
+                    provider_type=template.provider_type if template else "",
+                    first_token_timeout=template.first_token_timeout if template else None,
+                    idle_timeout=template.idle_timeout if template else None,
+                )
                 plan = ModelPlan(name=name, routes=(route,))
                 if len(self._direct) < 4096:  # bounded: names come from clients
                     self._direct[name] = plan
                 return plan
         raise self._not_found(name)
 
+    def _auto_plan(self) -> ModelPlan:
+        seen: dict[str, Route] = {}
+        for plan in self._models.values():
+            for route in plan.routes:
+                seen.setdefault(route.label, route)
+        plan = ModelPlan(name=AUTO_MODEL, routes=tuple(seen.values()), strategy=AUTO_MODEL)
+        self._direct[AUTO_MODEL] = plan
+        return plan
+
     def _not_found(self, name: str) -> ModelNotFoundError:
         known = ", ".join(self._models) or "none configured"
         providers = ", ".join(self.provider_names)
         return ModelNotFoundError(
             f"The model '{name}' does not exist. Configured models: {known}. "
-            f"Or address a provider directly as 'provider/model' (providers: {providers}).",
+            f"Or address a provider directly as 'provider/model' (providers: {providers}), "
+            "or use 'auto'.",
             param="model",
         )
 
-    @staticmethod
-    def _check(route: Route) -> Provider:
-        if route.provider is None:
-            raise ProviderUnavailableError(
-                f"provider '{route.provider_name}' is not configured: {route.unavailable_reason}",
-                provider=route.provider_name,
-            )
-        return route.provider
+    # -- per-route state ---------------------------------------------------------------------
 
-    @staticmethod
-    def _give_up(plan: ModelPlan, failures: list[tuple[str, GatewayError]]) -> GatewayError:
-        if len(failures) == 1:
-            return failures[0][1]
-        return AllRoutesFailedError(plan.name, failures)
+    def breaker(self, route: Route, config: BreakerConfig) -> CircuitBreaker:
+        breaker = self._breakers.get(route.label)
+        if breaker is None:
+            callback = None
+            if self._on_breaker_change is not None:
+                notify = self._on_breaker_change
 
-    async def complete(self, plan: ModelPlan, request: ChatRequest) -> tuple[ChatResponse, Route]:
-        failures: list[tuple[str, GatewayError]] = []
-        for route in plan.routes:
+                def callback(old: Any, new: Any, route: Route = route) -> None:
+                    notify(route, str(getattr(old, "value", old)), str(getattr(new, "value", new)))
+
+            breaker = CircuitBreaker(config, on_change=callback)
+            self._breakers[route.label] = breaker
+        return breaker
+
+    def breakers(self) -> dict[str, CircuitBreaker]:
+        return dict(self._breakers)
+
+    def _strategy(self, name: str) -> Strategy:
+        strategy = self._strategies.get(name)
+        if strategy is None:
+            strategy = self._strategies[name] = make_strategy(name, self._table, self._rng)
+        return strategy
+
+    def _candidates(self, plan: ModelPlan, request: ChatRequest) -> list[Route]:
+        if plan.strategy == "ordered" or len(plan.routes) == 1:
+            return list(plan.routes)
+        return self._strategy(plan.strategy).order(plan.routes, request, self.stats)
+
+    # -- the attempt loop ----------------------------------------------------------------
+
+    async def _run(
+        self,
+        plan: ModelPlan,
+        request: ChatRequest,
+        trace: CallTrace,
+        attempt: Callable[[Route, Provider, float], Awaitable[T]],
+    ) -> tuple[T, Route]:
+        """Tries candidates in order with retries; returns the first success and its route."""
+        policy = plan.policy
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + policy.timeout
+        failures = _Failures()
+        candidates = self._candidates(plan, request)
+        hedge = policy.hedge
+        index = 0
+        while index < len(candidates):
+            route = candidates[index]
+            index += 1
+            if route.provider is None:
+                failures.add(route, _not_configured(route))
+                continue
+            breaker = self.breaker(route, policy.breaker)
+            if not breaker.allow():
+                failures.add(route, _circuit_open(route, breaker.retry_in()))
+                continue
+            if hedge is not None and index < len(candidates):
+                hedged = await self._hedged(
+                    plan, route, candidates, index, trace, attempt, deadline, failures
+                )
+                if hedged is not None:
+                    return hedged
+                # Both raced routes failed (recorded); carry on after the hedge partner.
+                index += 1
+                continue
+            tries = 0
+            while True:
+                time_left = deadline - loop.time()
+                if time_left <= 0:
+                    failures.add(route, _deadline(plan))
+                    raise failures.raise_for(plan)
+                tries += 1
+                try:
+                    result = await self._attempt(route, breaker, trace, attempt, time_left)
+                    return result, route
+                except GatewayError as error:
+                    failures.add(route, error)
+                    if isinstance(error, ContextWindowExceededError):
+                        remaining = larger_context_routes(
+                            candidates[index:], after=route, table=self._table
+                        )
+                        candidates = candidates[:index] + remaining
+                        break
+                    if isinstance(error, TotalTimeoutError):
+                        raise failures.raise_for(plan) from None  # the deadline is spent
+                    if not error.retryable:
+                        raise error  # the caller's own mistake: no other route will differ
+                    delay = retry_delay(tries - 1, policy.retries, error.retry_after, self._rng)
+                    time_left = deadline - loop.time()
+                    if not should_retry(error, tries - 1, policy.retries, time_left, delay):
+                        break
+                    if not breaker.allow():
+                        break
+                    trace.sleep_seconds += delay
+                    await asyncio.sleep(delay)
+        raise failures.raise_for(plan)
+
+    async def _attempt(
+        self,
+        route: Route,
+        breaker: CircuitBreaker,
+        trace: CallTrace,
+        attempt: Callable[[Route, Provider, float], Awaitable[T]],
+        time_left: float,
+    ) -> T:
+        assert route.provider is not None
+        trace.attempts += 1
+        started = time.monotonic()
+        try:
+            result = await attempt(route, route.provider, time_left)
+        except GatewayError as error:
+            elapsed = time.monotonic() - started
+            trace.upstream_seconds += elapsed
+            if _counts_against_route(error):
+                breaker.record_failure()
+                self.stats.record(route.label, ttft=None, latency=elapsed, ok=False)
+            raise
+        except asyncio.CancelledError:
+            trace.upstream_seconds += time.monotonic() - started
+            raise
+        elapsed = time.monotonic() - started
+        trace.upstream_seconds += elapsed
+        trace.route = route
+        breaker.record_success()
+        self.stats.record(route.label, ttft=elapsed, latency=elapsed, ok=True)
+        return result
+
+    async def _hedged(
+        self,
+        plan: ModelPlan,
+        route: Route,
+        candidates: Sequence[Route],
+        index: int,
+        trace: CallTrace,
+        attempt: Callable[[Route, Provider, float], Awaitable[T]],
+        deadline: float,
+        failures: _Failures,
+    ) -> tuple[T, Route] | None:
+        """Races ``route`` against the next candidate once the hedge delay passes."""
+        assert plan.policy.hedge is not None
+        loop = asyncio.get_running_loop()
+        partner = candidates[index]
+        delay = hedge_delay(plan.policy.hedge, self.stats.ttft_p95(route.label))
+
+        def start(r: Route) -> asyncio.Task[T]:
+            breaker = self.breaker(r, plan.policy.breaker)
+            time_left = max(0.0, deadline - loop.time())
+            return loop.create_task(self._attempt(r, breaker, trace, attempt, time_left))
+
+        tasks: dict[asyncio.Task[T], Route] = {start(route): route}
+        try:
+            done, _ = await asyncio.wait(tasks, timeout=min(delay, deadline - loop.time()))
+            partner_ok = partner.provider is not None and self.breaker(
+                partner, plan.policy.breaker
+            ).allow()
+            if not done and partner_ok:
+                tasks[start(partner)] = partner
+            while tasks:
+                if not done:
+                    done, _ = await asyncio.wait(
+                        tasks,
+                        timeout=max(0.0, deadline - loop.time()),
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
+                    if not done:
+                        failures.add(route, _deadline(plan))
+                        return None
+                for task in done:
+                    task_route = tasks.pop(task)
+                    error = task.exception()
+                    if error is None:
+                        return task.result(), task_route
+                    if isinstance(error, GatewayError):
+                        failures.add(task_route, error)
+                        if not error.retryable and not isinstance(
+                            error, ContextWindowExceededError
+                        ):
+                            raise error
+                    else:
+                        raise error
+                done = set()
+            return None
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(BaseException):
+                    await task
+
+    # -- public calls -------------------------------------------------------------------------
+
+    async def complete(
+        self, plan: ModelPlan, request: ChatRequest, trace: CallTrace | None = None
+    ) -> tuple[ChatResponse, Route]:
+        trace = trace or CallTrace()
+
+        async def attempt(route: Route, provider: Provider, time_left: float) -> ChatResponse:
             try:
-                provider = self._check(route)
-                return await provider.complete(request, route.model), route
-            except GatewayError as error:
-                if not error.retryable:
-                    raise
-                failures.append((route.label, error))
-        raise self._give_up(plan, failures)
+                async with asyncio.timeout(time_left):
+                    return await provider.complete(request, route.model)
+            except TimeoutError:
+                raise TotalTimeoutError(
+                    f"no answer within the request's deadline of {plan.policy.timeout:g} s",
+                    provider=route.provider_name,
+                ) from None
+
+        return await self._run(plan, request, trace, attempt)
 
     async def open_stream(
-        self, plan: ModelPlan, request: ChatRequest
+        self, plan: ModelPlan, request: ChatRequest, trace: CallTrace | None = None
     ) -> tuple[Route, list[StreamEvent], AsyncIterator[list[StreamEvent]]]:
         """Starts a stream on the first route that yields events.
 
-        Returns the route, its first batch of events and the iterator for the rest.
+        Returns the route, its first batch of events and the guarded iterator for the rest.
         """
-        failures: list[tuple[str, GatewayError]] = []
-        for route in plan.routes:
-            iterator: AsyncIterator[list[StreamEvent]] | None = None
+        trace = trace or CallTrace()
+        policy = plan.policy
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + policy.timeout
+
+        async def attempt(
+            route: Route, provider: Provider, time_left: float
+        ) -> tuple[list[StreamEvent], AsyncIterator[list[StreamEvent]]]:
+            first_limit = (
+                policy.first_token_timeout
+                or route.first_token_timeout
+                or DEFAULT_FIRST_TOKEN_TIMEOUT
+            )
+            iterator = aiter(provider.stream(request, route.model))
             try:
-                provider = self._check(route)
-                iterator = aiter(provider.stream(request, route.model))
-                try:
+                async with asyncio.timeout(min(first_limit, time_left)):
                     first = await anext(iterator)
-                except StopAsyncIteration:
-                    raise UpstreamError(
-                        f"provider '{route.provider_name}' ended the stream without any event",
+            except StopAsyncIteration:
+                raise UpstreamError(
+                    f"provider '{route.provider_name}' ended the stream without any event",
+                    provider=route.provider_name,
+                ) from None
+            except TimeoutError:
+                await close_stream(iterator)
+                if first_limit < time_left:
+                    raise FirstTokenTimeoutError(
+                        f"no first token within {first_limit:g} s",
                         provider=route.provider_name,
                     ) from None
-                return route, first, iterator
-            except GatewayError as error:
-                if iterator is not None:
-                    await close_stream(iterator)
-                if not error.retryable:
-                    raise
-                failures.append((route.label, error))
-        raise self._give_up(plan, failures)
+                raise TotalTimeoutError(
+                    f"no first token within the request's deadline of {policy.timeout:g} s",
+                    provider=route.provider_name,
+                ) from None
+            except BaseException:
+                await close_stream(iterator)
+                raise
+            return first, iterator
+
+        (first, iterator), route = await self._run(plan, request, trace, attempt)
+        breaker = self.breaker(route, policy.breaker)
+        label = route.label
+        stats = self.stats
+        started = loop.time()
+
+        def on_done(error: GatewayError | None) -> None:
+            # A failure after the first byte still says something about the route.
+            if error is not None and _counts_against_route(error):
+                breaker.record_failure()
+            stats.record(label, ttft=None, latency=loop.time() - started, ok=error is None)
+
+        guarded = GuardedStream(
+            iterator,
+            idle_timeout=policy.idle_timeout or route.idle_timeout,
+            deadline=deadline,
+            provider=route.provider_name,
+            on_done=on_done,
+        )
+        return route, first, guarded
+
+
+def _counts_against_route(error: GatewayError) -> bool:
+    """The caller's own mistakes say nothing about a route's health; upstream trouble does."""
+    return error.retryable and not isinstance(error, CircuitOpenError)
+
+
+def _not_configured(route: Route) -> GatewayError:
+    return ProviderUnavailableError(
+        f"provider '{route.provider_name}' is not configured: {route.unavailable_reason}",
+        provider=route.provider_name,
+    )
+
+
+def _circuit_open(route: Route, retry_in: float) -> GatewayError:
+    return CircuitOpenError(
+        f"route {route.label} is failing; its circuit is open and the next probe is in "
+        f"{retry_in:.1f} s",
+        provider=route.provider_name,
+        retry_after=retry_in,
+    )
+
+
+def _deadline(plan: ModelPlan) -> GatewayError:
+    return TotalTimeoutError(
+        f"the request's deadline of {plan.policy.timeout:g} s passed (model '{plan.name}')"
+    )
 
 
 async def close_stream(iterator: AsyncIterator[list[StreamEvent]]) -> None:
@@ -180,20 +542,22 @@ async def close_stream(iterator: AsyncIterator[list[StreamEvent]]) -> None:
 
 
 def build_plans(
-    configured: Mapping[str, Sequence[tuple[str, str]]],
-    providers: Mapping[str, Provider],
-    unavailable: Mapping[str, str],
+    configured: Mapping[str, Sequence[Route]],
     *,
     defaults: Mapping[str, Mapping[str, Any]] | None = None,
     caps: Mapping[str, int | None] | None = None,
+    policies: Mapping[str, ModelPolicy] | None = None,
+    strategies: Mapping[str, str] | None = None,
 ) -> dict[str, ModelPlan]:
-    """ModelPlans for configured model names: name → [(provider name, provider model)]."""
-    plans: dict[str, ModelPlan] = {}
-    for name, routes in configured.items():
-        plans[name] = ModelPlan(
+    """ModelPlans for configured model names: name → its routes, in configured order."""
+    return {
+        name: ModelPlan(
             name=name,
-            routes=tuple(Route(p, m, providers.get(p), unavailable.get(p)) for p, m in routes),
+            routes=tuple(routes),
             defaults=dict((defaults or {}).get(name) or {}),
             max_tokens_cap=(caps or {}).get(name),
+            policy=(policies or {}).get(name) or ModelPolicy(),
+            strategy=(strategies or {}).get(name) or "ordered",
         )
-    return plans
+        for name, routes in configured.items()
+    }

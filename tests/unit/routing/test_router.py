@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from llm_gateway.config.schema import RetryConfig
 from llm_gateway.core.errors import (
     AllRoutesFailedError,
     GatewayError,
@@ -17,7 +18,7 @@ from llm_gateway.core.errors import (
 )
 from llm_gateway.core.events import FinishEvent, StreamEvent, TextDelta
 from llm_gateway.core.types import ChatRequest, ChatResponse, Message, ModelInfo
-from llm_gateway.routing.router import Router, build_plans
+from llm_gateway.routing.router import ModelPolicy, Route, Router, build_plans
 
 REQ = ChatRequest(model="m", messages=[Message(role="user", content="hi")])
 
@@ -61,14 +62,15 @@ class Scripted:
 
 def make_router(*providers: Scripted, unavailable: dict[str, str] | None = None) -> Router:
     by_name = {p.name: p for p in providers}
-    routes = [(p.name, f"{p.name}-model") for p in providers]
-    routes += [(n, "x") for n in (unavailable or {})]
+    routes = [Route(p.name, f"{p.name}-model", p) for p in providers]
+    routes += [Route(n, "x", None, reason) for n, reason in (unavailable or {}).items()]
+    # No backoff sleeps in unit tests: retries are exercised in tests/reliability.
+    policy = ModelPolicy(retries=RetryConfig(attempts=1))
     plans = build_plans(
         {"m": routes},
-        by_name,
-        unavailable or {},
         defaults={"m": {"temperature": 0.3, "top_k": 5}},
         caps={"m": 100},
+        policies={"m": policy},
     )
     return Router(by_name, unavailable or {}, plans)
 

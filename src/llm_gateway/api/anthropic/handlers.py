@@ -14,6 +14,7 @@ dialect (2023-06-01, the only one Anthropic has published) whatever the client s
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import msgspec
@@ -36,12 +37,13 @@ from llm_gateway.api.asgi import (
     send_body,
 )
 from llm_gateway.api.errors import error_headers
+from llm_gateway.api.headers import gateway_headers
 from llm_gateway.api.openai.handlers import internal_error
 from llm_gateway.api.sse import HeartbeatTicker, SSEResponse
 from llm_gateway.core.errors import GatewayError, InvalidRequestError
 from llm_gateway.core.events import StreamEvent
 from llm_gateway.core.types import ChatRequest
-from llm_gateway.routing.router import ModelPlan, Route, Router, close_stream
+from llm_gateway.routing.router import CallTrace, ModelPlan, Router, close_stream
 
 _encode = msgspec.json.encode
 
@@ -50,13 +52,6 @@ def _ids(rid: str) -> list[tuple[bytes, bytes]]:
     # The anthropic SDKs read ``request-id`` (``message._request_id``); ours is x-request-id.
     value = rid.encode()
     return [(b"x-request-id", value), (b"request-id", value)]
-
-
-def _route_headers(route: Route) -> list[tuple[bytes, bytes]]:
-    return [
-        (b"x-gateway-provider", route.provider_name.encode()),
-        (b"x-gateway-model", route.model.encode()),
-    ]
 
 
 async def _send_error(send: Send, error: GatewayError, rid: str) -> None:
@@ -80,6 +75,7 @@ class Messages:
         self._ticker = ticker
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.monotonic()
         rid = request_id(scope)
         try:
             body = await read_body(scope, receive, self._max_body)
@@ -98,9 +94,9 @@ class Messages:
         watch = DisconnectWatch(receive)
         try:
             if request.stream:
-                await self._stream(plan, request, rid, send, watch)
+                await self._stream(plan, request, rid, send, watch, started)
             else:
-                await self._complete(plan, request, rid, send, watch)
+                await self._complete(plan, request, rid, send, watch, started)
         except asyncio.CancelledError:
             if not watch.absorb_cancel():
                 raise
@@ -108,10 +104,17 @@ class Messages:
             watch.finish()
 
     async def _complete(
-        self, plan: ModelPlan, request: ChatRequest, rid: str, send: Send, watch: DisconnectWatch
+        self,
+        plan: ModelPlan,
+        request: ChatRequest,
+        rid: str,
+        send: Send,
+        watch: DisconnectWatch,
+        started: float,
     ) -> None:
+        trace = CallTrace()
         try:
-            response, route = await self._router.complete(plan, request)
+            response, route = await self._router.complete(plan, request, trace)
             body = _encode(response_to_wire(response, id=f"msg_{rid}", model=request.model))
         except GatewayError as error:
             watch.finish()
@@ -122,19 +125,26 @@ class Messages:
             await _send_error(send, internal_error(exc), rid)
             return
         watch.finish()
-        headers = _ids(rid) + _route_headers(route)
+        headers = _ids(rid) + gateway_headers(route, trace, started)
         headers.append((b"content-type", b"application/json"))
         await send_body(send, 200, body, headers)
 
     async def _stream(
-        self, plan: ModelPlan, request: ChatRequest, rid: str, send: Send, watch: DisconnectWatch
+        self,
+        plan: ModelPlan,
+        request: ChatRequest,
+        rid: str,
+        send: Send,
+        watch: DisconnectWatch,
+        started: float,
     ) -> None:
         sse = SSEResponse(send, _ids(rid))
         self._ticker.add(sse)
         encoder = AnthropicStreamEncoder(id=f"msg_{rid}", model=request.model)
+        trace = CallTrace()
         try:
             try:
-                route, first, events = await self._router.open_stream(plan, request)
+                route, first, events = await self._router.open_stream(plan, request, trace)
             except GatewayError as error:
                 watch.finish()
                 if sse.started:  # a heartbeat already committed us to a 200 stream
@@ -143,7 +153,7 @@ class Messages:
                     await _send_error(send, error, rid)
                 return
             try:
-                sse.add_headers(_route_headers(route))
+                sse.add_headers(gateway_headers(route, trace, started))
                 await self._relay(sse, encoder, first, events, watch)
             finally:
                 await close_stream(events)

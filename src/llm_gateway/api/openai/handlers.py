@@ -23,24 +23,17 @@ from llm_gateway.api.asgi import (
     send_body,
 )
 from llm_gateway.api.errors import error_headers, openai_error_body
+from llm_gateway.api.headers import gateway_headers
 from llm_gateway.api.openai.convert import parse_request, response_to_wire
 from llm_gateway.api.openai.stream import OpenAIStreamEncoder
 from llm_gateway.api.sse import HeartbeatTicker, SSEResponse
 from llm_gateway.core.errors import GatewayError, InvalidRequestError, UpstreamError
 from llm_gateway.core.events import StreamEvent
 from llm_gateway.core.types import ChatRequest
-from llm_gateway.routing.router import ModelPlan, Route, Router, close_stream
+from llm_gateway.routing.router import CallTrace, ModelPlan, Router, close_stream
 
 log = logging.getLogger("llm_gateway.api")
 _encode = msgspec.json.encode
-
-
-def _route_headers(rid: str, route: Route) -> list[tuple[bytes, bytes]]:
-    return [
-        (b"x-request-id", rid.encode()),
-        (b"x-gateway-provider", route.provider_name.encode()),
-        (b"x-gateway-model", route.model.encode()),
-    ]
 
 
 def internal_error(exc: BaseException) -> GatewayError:
@@ -67,6 +60,7 @@ class ChatCompletions:
         self._ticker = ticker
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.monotonic()
         rid = request_id(scope)
         try:
             body = await read_body(scope, receive, self._max_body)
@@ -85,9 +79,9 @@ class ChatCompletions:
         watch = DisconnectWatch(receive)
         try:
             if request.stream:
-                await self._stream(plan, request, rid, send, watch, include_usage)
+                await self._stream(plan, request, rid, send, watch, include_usage, started)
             else:
-                await self._complete(plan, request, rid, send, watch)
+                await self._complete(plan, request, rid, send, watch, started)
         except asyncio.CancelledError:
             if not watch.absorb_cancel():
                 raise
@@ -95,10 +89,17 @@ class ChatCompletions:
             watch.finish()
 
     async def _complete(
-        self, plan: ModelPlan, request: ChatRequest, rid: str, send: Send, watch: DisconnectWatch
+        self,
+        plan: ModelPlan,
+        request: ChatRequest,
+        rid: str,
+        send: Send,
+        watch: DisconnectWatch,
+        started: float,
     ) -> None:
+        trace = CallTrace()
         try:
-            response, route = await self._router.complete(plan, request)
+            response, route = await self._router.complete(plan, request, trace)
             body = _encode(response_to_wire(response, request.model))
         except GatewayError as error:
             watch.finish()
@@ -112,7 +113,8 @@ class ChatCompletions:
             )
             return
         watch.finish()
-        headers = _route_headers(rid, route)
+        headers = gateway_headers(route, trace, started)
+        headers.append((b"x-request-id", rid.encode()))
         headers.append((b"content-type", b"application/json"))
         await send_body(send, 200, body, headers)
 
@@ -124,12 +126,14 @@ class ChatCompletions:
         send: Send,
         watch: DisconnectWatch,
         include_usage: bool,
+        started: float,
     ) -> None:
         sse = SSEResponse(send, [(b"x-request-id", rid.encode())])
         self._ticker.add(sse)
+        trace = CallTrace()
         try:
             try:
-                route, first, events = await self._router.open_stream(plan, request)
+                route, first, events = await self._router.open_stream(plan, request, trace)
             except GatewayError as error:
                 watch.finish()
                 if sse.started:  # a heartbeat already committed us to a 200 stream
@@ -139,8 +143,9 @@ class ChatCompletions:
                         send, error.status, openai_error_body(error), error_headers(error, rid)
                     )
                 return
+            sse.add_headers(gateway_headers(route, trace, started))
             try:
-                await self._relay(sse, route, first, events, request, rid, watch, include_usage)
+                await self._relay(sse, first, events, request, rid, watch, include_usage)
             finally:
                 await close_stream(events)
         finally:
@@ -149,7 +154,6 @@ class ChatCompletions:
     async def _relay(
         self,
         sse: SSEResponse,
-        route: Route,
         first: list[StreamEvent],
         events: AsyncIterator[list[StreamEvent]],
         request: ChatRequest,
@@ -163,7 +167,6 @@ class ChatCompletions:
             model=request.model,
             include_usage=include_usage,
         )
-        sse.add_headers(_route_headers(rid, route)[1:])
         encode = encoder.encode
         head = encoder.start()
         await sse.write(head + b"".join([f for e in first if (f := encode(e)) is not None]))
