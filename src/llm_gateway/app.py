@@ -31,7 +31,8 @@ from llm_gateway.config.schema import GatewayConfig, ModelConfig
 from llm_gateway.providers.base import Provider
 from llm_gateway.providers.registry import build_providers
 from llm_gateway.routing.model_table import ModelTable
-from llm_gateway.routing.router import ModelPolicy, Route, Router, build_plans
+from llm_gateway.routing.route import Route
+from llm_gateway.routing.router import ModelPolicy, Router, build_plans
 from llm_gateway.runtime import tune_gc
 
 log = logging.getLogger("llm_gateway")

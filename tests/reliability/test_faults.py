@@ -34,6 +34,7 @@ import pytest
 
 from tests.conftest import serve_gateway
 from tests.fakes.faulty_upstream import (
+    Behaviour,
     BlackholePort,
     FaultyUpstream,
     closed_port,
@@ -452,6 +453,18 @@ async def test_callers_own_400_is_passed_through_without_retry_or_fallback(
     within(reply.elapsed, 0, 0.2 + SLACK)
 
 
+async def test_429_reaches_the_caller_with_retry_after_when_no_route_can_wait(
+    primary: FaultyUpstream,
+) -> None:
+    primary.queue(status(429, retry_after=30))
+    with serve_gateway(one_route(primary.url)) as gw:
+        reply = await complete(gw)
+    assert reply.status == 429, reply.body
+    assert float(reply.headers["retry-after"]) == 30
+    assert len(primary.chat_requests) == 1
+    within(reply.elapsed, 0, 0.2 + SLACK)
+
+
 # --- timeouts ------------------------------------------------------------------------------
 
 
@@ -508,6 +521,41 @@ async def test_silent_mid_stream_is_an_idle_timeout_error_in_the_stream(
     assert secondary.chat_requests == []
     within(reply.elapsed, 0.3, 0.3 + SLACK)
     await primary.await_for(lambda: primary.chat_requests[0].aborted_at is not None, 1.0)
+
+
+async def test_silence_after_headers_before_any_content_is_still_free_to_fall_back(
+    primary: FaultyUpstream, secondary: FaultyUpstream
+) -> None:
+    # Headers and the role chunk arrive, then nothing: no content has reached the client,
+    # so this is a first-token timeout and the next route may still serve.
+    primary.queue(silent_mid_stream(after_chunks=0, seconds=5))
+    config = two_routes(
+        primary.url, secondary.url, first_token_timeout=0.3, retries={"attempts": 1}
+    )
+    with serve_gateway(config) as gw:
+        reply = await stream(gw)
+    served_by(reply, "secondary", attempts=2)
+    exactly_one_answer(reply, secondary.answer)
+    within(reply.elapsed, 0.3, 0.3 + SLACK)
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [reset_mid_stream(after_chunks=0), silent_mid_stream(after_chunks=0, seconds=5)],
+    ids=["reset", "silent"],
+)
+async def test_non_stream_answer_cut_mid_body_falls_back(
+    primary: FaultyUpstream, secondary: FaultyUpstream, fault: Behaviour
+) -> None:
+    # A JSON answer is only sent to the client once complete: a body cut short (reset, or
+    # silence past the idle timeout) costs nothing but time, and the next route serves.
+    primary.default = fault
+    config = two_routes(primary.url, secondary.url, idle_timeout=0.3, retries={"attempts": 1})
+    with serve_gateway(config) as gw:
+        reply = await complete(gw)
+    served_by(reply, "secondary", attempts=2)
+    assert reply.content == secondary.answer
+    within(reply.elapsed, 0, 0.3 + SLACK)
 
 
 async def test_slow_stream_within_the_idle_timeout_completes(
@@ -608,6 +656,39 @@ async def test_breaker_failed_probe_reopens_for_another_cooldown(
         after = await complete(gw)
         served_by(after, "secondary", attempts=1)
         assert len(primary.chat_requests) == 3
+
+
+async def test_breaker_opens_on_the_failure_ratio_of_its_window(
+    primary: FaultyUpstream, secondary: FaultyUpstream
+) -> None:
+    # Never two failures in a row, but half of a 4-call window failed.
+    primary.queue(status(500), ok(), status(500), ok())
+    config = two_routes(
+        primary.url,
+        secondary.url,
+        retries={"attempts": 1},
+        breaker={"failures": 10, "failure_ratio": 0.5, "window": 4, "cooldown_seconds": 30},
+    )
+    with serve_gateway(config) as gw:
+        for _ in range(4):
+            assert (await complete(gw)).status == 200
+        assert len(primary.chat_requests) == 4
+        skipped = await complete(gw)
+    served_by(skipped, "secondary", attempts=1)
+    assert len(primary.chat_requests) == 4
+
+
+async def test_callers_own_400s_do_not_open_the_breaker(
+    primary: FaultyUpstream, secondary: FaultyUpstream
+) -> None:
+    primary.queue(status(400), status(400), status(400))
+    config = two_routes(primary.url, secondary.url, breaker={"failures": 2, "cooldown_seconds": 30})
+    with serve_gateway(config) as gw:
+        for _ in range(3):
+            assert (await complete(gw)).status == 400
+        reply = await complete(gw)
+    served_by(reply, "primary", attempts=1)
+    assert secondary.chat_requests == []
 
 
 async def test_single_route_outage_fails_fast_once_the_breaker_opens(

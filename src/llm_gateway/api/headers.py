@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 
-from llm_gateway.routing.router import CallTrace, Route
+from llm_gateway.routing.route import Route
+from llm_gateway.routing.router import CallTrace
 
 
 def gateway_headers(

@@ -52,6 +52,7 @@ from llm_gateway.routing.backoff import retry_delay, should_retry
 from llm_gateway.routing.breaker import CircuitBreaker
 from llm_gateway.routing.guard import GuardedStream
 from llm_gateway.routing.hedging import hedge_delay
+from llm_gateway.routing.route import Route
 from llm_gateway.routing.stats import StatsBook
 from llm_gateway.routing.strategies import Strategy, larger_context_routes, make_strategy
 
@@ -59,21 +60,6 @@ T = TypeVar("T")
 
 AUTO_MODEL = "auto"
 DEFAULT_FIRST_TOKEN_TIMEOUT = 60.0
-
-
-class Route(msgspec.Struct, frozen=True):
-    provider_name: str
-    model: str
-    provider: Provider | None  # None: the provider is configured but not usable
-    unavailable_reason: str | None = None
-    weight: float = 1.0  # share of traffic under the "weighted" strategy
-    provider_type: str = ""  # e.g. "openai", "bedrock": the key into the model table
-    first_token_timeout: float | None = None  # the provider's own settings
-    idle_timeout: float | None = None
-
-    @property
-    def label(self) -> str:
-        return f"{self.provider_name}/{self.model}"
 
 
 class ModelPolicy(msgspec.Struct, frozen=True):
@@ -383,9 +369,9 @@ class Router:
         tasks: dict[asyncio.Task[T], Route] = {start(route): route}
         try:
             done, _ = await asyncio.wait(tasks, timeout=min(delay, deadline - loop.time()))
-            partner_ok = partner.provider is not None and self.breaker(
-                partner, plan.policy.breaker
-            ).allow()
+            partner_ok = (
+                partner.provider is not None and self.breaker(partner, plan.policy.breaker).allow()
+            )
             if not done and partner_ok:
                 tasks[start(partner)] = partner
             while tasks:

@@ -48,7 +48,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Final, Protocol
+from typing import Final, Protocol
 
 from llm_gateway.core.types import ChatRequest
 from llm_gateway.routing.estimate import (
@@ -57,10 +57,7 @@ from llm_gateway.routing.estimate import (
     estimate_prompt_tokens,
 )
 from llm_gateway.routing.model_table import ModelInfo, ModelTable
-
-if TYPE_CHECKING:
-    # Annotations only: router.py imports this module, so a runtime import would be circular.
-    from llm_gateway.routing.router import Route
+from llm_gateway.routing.route import Route
 
 _UNPRICED: Final = 1e300  # after every real cost, before unusable routes
 _UNUSABLE: Final = math.inf

@@ -18,7 +18,8 @@ from llm_gateway.core.errors import (
 )
 from llm_gateway.core.events import FinishEvent, StreamEvent, TextDelta
 from llm_gateway.core.types import ChatRequest, ChatResponse, Message, ModelInfo
-from llm_gateway.routing.router import ModelPolicy, Route, Router, build_plans
+from llm_gateway.routing.route import Route
+from llm_gateway.routing.router import ModelPolicy, Router, build_plans
 
 REQ = ChatRequest(model="m", messages=[Message(role="user", content="hi")])
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from llm_gateway.core.types import ChatRequest, ImagePart, Message, ResponseFormat, TextPart, Tool
 from llm_gateway.providers.base import Provider
 from llm_gateway.routing.model_table import Capabilities, ModelInfo, ModelTable, Prices
-from llm_gateway.routing.router import Route
+from llm_gateway.routing.route import Route
 from llm_gateway.routing.strategies import (
     STRATEGY_NAMES,
     AutoStrategy,
