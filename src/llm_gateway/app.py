@@ -73,9 +73,7 @@ class GatewayState:
         plans = build_plans(
             {
                 name: [
-                    msgspec.structs.replace(
-                        templates[r.provider], model=r.model, weight=r.weight
-                    )
+                    msgspec.structs.replace(templates[r.provider], model=r.model, weight=r.weight)
                     for r in model.routes
                 ]
                 for name, model in config.models.items()
@@ -91,9 +89,39 @@ class GatewayState:
             plans,
             table=self.table,
             provider_routes=templates,
+            on_breaker_change=self._on_breaker_change,
         )
+        # Routes whose breaker is not closed, per provider: a provider with any such route
+        # is UNHEALTHY until they all close again.
+        self._tripped: dict[str, set[str]] = {name: set() for name in self.providers}
         self.ticker = HeartbeatTicker(config.server.heartbeat_seconds)
         self.catalog = ModelCatalog(self.router, self.providers)
+
+    def _on_breaker_change(self, route: Route, old: str, new: str) -> None:
+        tripped = self._tripped.setdefault(route.provider_name, set())
+        before = bool(tripped)
+        if new == "closed":
+            tripped.discard(route.label)
+        else:
+            tripped.add(route.label)
+        if before != bool(tripped):
+            state = "UNHEALTHY" if tripped else "HEALTHY"
+            log.warning(
+                "provider %s is now %s (route %s: %s -> %s)",
+                route.provider_name,
+                state,
+                route.label,
+                old,
+                new,
+            )
+
+    def provider_states(self) -> dict[str, str]:
+        """NOT_CONFIGURED, UNHEALTHY (a route's circuit is open) or HEALTHY, per provider."""
+        states = {
+            name: "UNHEALTHY" if self._tripped.get(name) else "HEALTHY" for name in self.providers
+        }
+        states.update({name: "NOT_CONFIGURED" for name in self.unavailable})
+        return states
 
     def start(self) -> None:
         tune_gc()

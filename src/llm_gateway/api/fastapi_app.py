@@ -133,15 +133,18 @@ def build_api(state: GatewayState) -> FastAPI:
 
     api.include_router(models_routes(state.catalog))
 
-    @api.get("/health", tags=["Gateway"], summary="Liveness and provider summary")
+    @api.get("/health", tags=["Gateway"], summary="Overall health and each provider's state")
     async def health() -> dict[str, Any]:
-        return {
-            "status": "healthy" if state.providers else "unhealthy",
-            "providers": {
-                **{name: "CONFIGURED" for name in state.providers},
-                **{name: "NOT_CONFIGURED" for name in state.unavailable},
-            },
-        }
+        states = state.provider_states()
+        usable = [name for name, value in states.items() if value != "NOT_CONFIGURED"]
+        healthy = [name for name in usable if states[name] == "HEALTHY"]
+        if not healthy:
+            status = "unhealthy"
+        elif len(healthy) < len(usable):
+            status = "degraded"
+        else:
+            status = "healthy"
+        return {"status": status, "providers": states}
 
     api.openapi = lambda: _openapi(api)  # type: ignore[method-assign]
     return api
