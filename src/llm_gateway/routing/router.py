@@ -254,8 +254,13 @@ class Router:
         request: ChatRequest,
         trace: CallTrace,
         attempt: Callable[[Route, Provider, float], Awaitable[T]],
+        discard: Callable[[T], Awaitable[None]] | None = None,
     ) -> tuple[T, Route]:
-        """Tries candidates in order with retries; returns the first success and its route."""
+        """Tries candidates in order with retries; returns the first success and its route.
+
+        ``discard`` releases a successful result that lost a hedging race (a stream's
+        open upstream connection).
+        """
         policy = plan.policy
         loop = asyncio.get_running_loop()
         deadline = loop.time() + policy.timeout
@@ -274,13 +279,13 @@ class Router:
                 failures.add(route, _circuit_open(route, breaker.retry_in()))
                 continue
             if hedge is not None and index < len(candidates):
-                hedged = await self._hedged(
-                    plan, route, candidates, index, trace, attempt, deadline, failures
+                hedged, partner_started = await self._hedged(
+                    plan, route, candidates[index], trace, attempt, deadline, failures, discard
                 )
                 if hedged is not None:
                     return hedged
-                # Both raced routes failed (recorded); carry on after the hedge partner.
-                index += 1
+                if partner_started:
+                    index += 1  # the partner already had its attempt in the race
                 continue
             tries = 0
             while True:
@@ -348,17 +353,21 @@ class Router:
         self,
         plan: ModelPlan,
         route: Route,
-        candidates: Sequence[Route],
-        index: int,
+        partner: Route,
         trace: CallTrace,
         attempt: Callable[[Route, Provider, float], Awaitable[T]],
         deadline: float,
         failures: _Failures,
-    ) -> tuple[T, Route] | None:
-        """Races ``route`` against the next candidate once the hedge delay passes."""
+        discard: Callable[[T], Awaitable[None]] | None,
+    ) -> tuple[tuple[T, Route] | None, bool]:
+        """Races ``route`` against ``partner`` once the hedge delay passes.
+
+        Returns the winner (or None when every raced attempt failed) and whether the
+        partner was started. Raced routes are not retried; the caller falls back to the
+        routes after them.
+        """
         assert plan.policy.hedge is not None
         loop = asyncio.get_running_loop()
-        partner = candidates[index]
         delay = hedge_delay(plan.policy.hedge, self.stats.ttft_p95(route.label))
 
         def start(r: Route) -> asyncio.Task[T]:
@@ -367,13 +376,19 @@ class Router:
             return loop.create_task(self._attempt(r, breaker, trace, attempt, time_left))
 
         tasks: dict[asyncio.Task[T], Route] = {start(route): route}
+        partner_started = False
+        winner: asyncio.Task[T] | None = None
         try:
-            done, _ = await asyncio.wait(tasks, timeout=min(delay, deadline - loop.time()))
-            partner_ok = (
-                partner.provider is not None and self.breaker(partner, plan.policy.breaker).allow()
+            done, _ = await asyncio.wait(
+                tasks, timeout=max(0.0, min(delay, deadline - loop.time()))
             )
-            if not done and partner_ok:
+            if (
+                not done
+                and partner.provider is not None
+                and self.breaker(partner, plan.policy.breaker).allow()
+            ):
                 tasks[start(partner)] = partner
+                partner_started = True
             while tasks:
                 if not done:
                     done, _ = await asyncio.wait(
@@ -383,28 +398,34 @@ class Router:
                     )
                     if not done:
                         failures.add(route, _deadline(plan))
-                        return None
+                        return None, partner_started
                 for task in done:
                     task_route = tasks.pop(task)
                     error = task.exception()
                     if error is None:
-                        return task.result(), task_route
-                    if isinstance(error, GatewayError):
-                        failures.add(task_route, error)
-                        if not error.retryable and not isinstance(
-                            error, ContextWindowExceededError
-                        ):
-                            raise error
-                    else:
+                        if winner is None:
+                            winner = task
+                            result = (task.result(), task_route)
+                        elif discard is not None:
+                            await discard(task.result())  # finished in the same instant
+                        continue
+                    if not isinstance(error, GatewayError):
                         raise error
+                    failures.add(task_route, error)
+                    if not error.retryable and not isinstance(error, ContextWindowExceededError):
+                        raise error
+                if winner is not None:
+                    return result, partner_started
                 done = set()
-            return None
+            return None, partner_started
         finally:
             for task in tasks:
                 task.cancel()
             for task in tasks:
                 with contextlib.suppress(BaseException):
-                    await task
+                    value = await task
+                    if discard is not None:
+                        await discard(value)  # completed despite the cancel: release it
 
     # -- public calls -------------------------------------------------------------------------
 
@@ -470,7 +491,12 @@ class Router:
                 raise
             return first, iterator
 
-        (first, iterator), route = await self._run(plan, request, trace, attempt)
+        async def discard(
+            result: tuple[list[StreamEvent], AsyncIterator[list[StreamEvent]]],
+        ) -> None:
+            await close_stream(result[1])
+
+        (first, iterator), route = await self._run(plan, request, trace, attempt, discard)
         breaker = self.breaker(route, policy.breaker)
         label = route.label
         stats = self.stats

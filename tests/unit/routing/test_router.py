@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
 
-from llm_gateway.config.schema import RetryConfig
+from llm_gateway.config.schema import HedgeConfig, RetryConfig
 from llm_gateway.core.errors import (
     AllRoutesFailedError,
     GatewayError,
@@ -19,7 +20,7 @@ from llm_gateway.core.errors import (
 from llm_gateway.core.events import FinishEvent, StreamEvent, TextDelta
 from llm_gateway.core.types import ChatRequest, ChatResponse, Message, ModelInfo
 from llm_gateway.routing.route import Route
-from llm_gateway.routing.router import ModelPolicy, Router, build_plans
+from llm_gateway.routing.router import CallTrace, ModelPolicy, Router, build_plans
 
 REQ = ChatRequest(model="m", messages=[Message(role="user", content="hi")])
 
@@ -181,3 +182,50 @@ async def test_unavailable_provider_direct_address() -> None:
     with pytest.raises(ProviderUnavailableError) as info:
         await router.open_stream(router.resolve("c/x"), REQ)
     assert "not configured: no API key" in info.value.message
+
+
+class Slow(Scripted):
+    """Answers after ``delay`` seconds; records whether its stream was closed."""
+
+    def __init__(self, name: str, delay: float, error: GatewayError | None = None) -> None:
+        super().__init__(name, error)
+        self.delay = delay
+
+    async def stream(self, request: ChatRequest, model: str) -> AsyncIterator[list[StreamEvent]]:
+        self.calls.append(model)
+        try:
+            await asyncio.sleep(self.delay)
+            if self.error:
+                raise self.error
+            yield [TextDelta(self.name)]
+            yield [FinishEvent("stop")]
+        finally:
+            self.closed += 1
+
+
+def hedged_router(*providers: Scripted) -> Router:
+    by_name = {p.name: p for p in providers}
+    routes = [Route(p.name, f"{p.name}-model", p) for p in providers]
+    policy = ModelPolicy(retries=RetryConfig(attempts=1), hedge=HedgeConfig(after_ms=50), timeout=5)
+    return Router(by_name, {}, build_plans({"m": routes}, policies={"m": policy}))
+
+
+async def test_hedge_starts_the_partner_when_the_first_route_is_slow() -> None:
+    slow, fast = Slow("slow", 2.0), Slow("fast", 0.01)
+    router = hedged_router(slow, fast)
+    trace = CallTrace()
+    started = asyncio.get_running_loop().time()
+    route, first, rest = await router.open_stream(router.resolve("m"), REQ, trace)
+    took = asyncio.get_running_loop().time() - started
+    assert route.provider_name == "fast" and first == [TextDelta("fast")]
+    assert 0.05 <= took < 0.5 and trace.attempts == 2
+    assert slow.closed == 1  # the loser was cancelled and its stream closed
+    assert await collect(rest) == [FinishEvent("stop")]
+
+
+async def test_hedge_falls_back_to_the_partner_when_the_first_fails_early() -> None:
+    broken, good = Slow("broken", 0.0, UpstreamError("down")), Slow("good", 0.0)
+    router = hedged_router(broken, good)
+    route, first, _ = await router.open_stream(router.resolve("m"), REQ)
+    assert route.provider_name == "good" and first == [TextDelta("good")]
+    assert good.calls == ["good-model"]  # tried after the failure, not skipped
