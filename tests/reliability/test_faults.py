@@ -550,7 +550,9 @@ async def test_non_stream_answer_cut_mid_body_falls_back(
     # A JSON answer is only sent to the client once complete: a body cut short (reset, or
     # silence past the idle timeout) costs nothing but time, and the next route serves.
     primary.default = fault
-    config = two_routes(primary.url, secondary.url, idle_timeout=0.3, retries={"attempts": 1})
+    config = two_routes(
+        primary.url, secondary.url, idle_timeout=0.3, retries={"attempts": 1}, timeout=2.0
+    )
     with serve_gateway(config) as gw:
         reply = await complete(gw)
     served_by(reply, "secondary", attempts=2)
@@ -661,8 +663,9 @@ async def test_breaker_failed_probe_reopens_for_another_cooldown(
 async def test_breaker_opens_on_the_failure_ratio_of_its_window(
     primary: FaultyUpstream, secondary: FaultyUpstream
 ) -> None:
-    # Never two failures in a row, but half of a 4-call window failed.
-    primary.queue(status(500), ok(), status(500), ok())
+    # Never two failures in a row, but the 4th call (a failure) makes half of a full 4-call
+    # window failed. (The ratio is judged when a failure is recorded.)
+    primary.queue(ok(), status(500), ok(), status(500))
     config = two_routes(
         primary.url,
         secondary.url,

@@ -215,3 +215,17 @@ def test_response_matches_openai_sdk_types() -> None:
     assert parsed.usage.prompt_tokens_details.cached_tokens == 4
     assert parsed.usage.completion_tokens_details is not None
     assert parsed.usage.completion_tokens_details.reasoning_tokens == 2
+
+
+def test_echoed_reasoning_content_reaches_the_canonical_message() -> None:
+    request, _ = parse_request(
+        body(
+            messages=[
+                {"role": "user", "content": "q"},
+                {"role": "assistant", "content": "a", "reasoning_content": "because"},
+                {"role": "user", "content": "and?"},
+            ]
+        )
+    )
+    assert request.messages[1].reasoning == "because"
+    assert request.messages[0].reasoning is None

@@ -157,6 +157,9 @@ def _message(m: WireMessage, index: int) -> Message:
         tool_calls=tool_calls,
         tool_call_id=m.tool_call_id,
         name=m.name,
+        # DeepSeek-style clients echo the reasoning of earlier assistant turns; providers
+        # that need it back on tool-call turns (DeepSeek) get it, others ignore it.
+        reasoning=m.reasoning_content if role == "assistant" else None,
     )
 
 
