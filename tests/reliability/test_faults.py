@@ -560,6 +560,22 @@ async def test_non_stream_answer_cut_mid_body_falls_back(
     within(reply.elapsed, 0, 0.3 + SLACK)
 
 
+@pytest.mark.parametrize("streaming", [True, False], ids=["stream", "json"])
+async def test_provider_idle_timeout_does_not_cut_the_wait_for_the_first_byte(
+    primary: FaultyUpstream, streaming: bool
+) -> None:
+    # idle_timeout is "the longest silent gap between chunks"; the wait for the first byte
+    # is the first-token phase (its own timeout, here 2 s), and a JSON answer's headers
+    # only come once the whole completion is generated.
+    primary.queue(hang_before_headers(0.6))
+    config = one_route(primary.url, first_token_timeout=2.0, retries={"attempts": 1})
+    config["providers"]["primary"]["idle_timeout"] = 0.3
+    with serve_gateway(config) as gw:
+        reply = await (stream(gw) if streaming else complete(gw))
+    served_by(reply, "primary", attempts=1)
+    within(reply.elapsed, 0.6, 0.6 + SLACK)
+
+
 async def test_slow_stream_within_the_idle_timeout_completes(
     primary: FaultyUpstream, secondary: FaultyUpstream
 ) -> None:
