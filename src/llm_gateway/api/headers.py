@@ -8,9 +8,7 @@ from llm_gateway.routing.route import Route
 from llm_gateway.routing.router import CallTrace
 
 
-def gateway_headers(
-    route: Route, trace: CallTrace, started: float
-) -> list[tuple[bytes, bytes]]:
+def gateway_headers(route: Route, trace: CallTrace, started: float) -> list[tuple[bytes, bytes]]:
     """Route, attempts, and the gateway's own added time.
 
     The added time is the request's time in the gateway so far, less the time spent

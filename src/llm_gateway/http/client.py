@@ -24,15 +24,17 @@ from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
-from typing import Any, cast
+from typing import Any, Literal, cast
 from urllib.parse import urlsplit
 
 import msgspec
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
+from llm_gateway.core.context import CALL_LIMITS
 from llm_gateway.http.errors import (
     ConnectError,
     ConnectTimeout,
+    FirstByteTimeout,
     HttpError,
     ReadTimeout,
     RemoteProtocolError,
@@ -88,8 +90,10 @@ class _Connection(asyncio.Protocol):
         "_busy",
         "_client",
         "_closed",
+        "_default_read_timeout",
         "_done",
         "_exc",
+        "_first_byte_timeout",
         "_framed",
         "_got_bytes",
         "_head_only",
@@ -111,11 +115,17 @@ class _Connection(asyncio.Protocol):
     )
 
     def __init__(
-        self, client: HttpClient, loop: asyncio.AbstractEventLoop, read_timeout: float | None
+        self,
+        client: HttpClient,
+        loop: asyncio.AbstractEventLoop,
+        read_timeout: float | None,
+        first_byte_timeout: float | None,
     ) -> None:
         self._client = client
         self._loop = loop
+        self._default_read_timeout = read_timeout
         self._read_timeout = read_timeout
+        self._first_byte_timeout = first_byte_timeout
         self._transport: asyncio.Transport | None = None
         self._parser = HttpResponseParser(self)
         self._parser_dirty = False
@@ -155,9 +165,18 @@ class _Connection(asyncio.Protocol):
             self._keep_alive = False
             self._close()
             return
-        if self._timer is not None:
+        if not self._got_bytes:
+            self._got_bytes = True
+            if self._read_timeout != self._first_byte_timeout:
+                # The first byte ends the wait for an answer (its own limit); from here
+                # on the limit is the idle gap between bytes.
+                self._cancel_timer()
+                if self._read_timeout is not None:
+                    now = self._loop.time()
+                    self._last_rx = now
+                    self._timer = self._loop.call_at(now + self._read_timeout, self._on_timer)
+        elif self._timer is not None:
             self._last_rx = self._loop.time()
-        self._got_bytes = True
         try:
             self._parser.feed_data(data)
         except (HttpParserError, HttpParserUpgrade) as exc:
@@ -278,11 +297,17 @@ class _Connection(asyncio.Protocol):
         self._head_only = head_only
         self._streaming = streaming
         self._busy = True
+        limits = CALL_LIMITS.get()
+        self._read_timeout = (
+            limits.idle_timeout
+            if limits is not None and limits.idle_timeout is not None
+            else self._default_read_timeout
+        )
         if tail is None:
             transport.write(head)
         else:
             transport.writelines((head, tail))
-        timeout = self._read_timeout
+        timeout = self._first_byte_timeout
         if timeout is not None:
             now = self._loop.time()
             self._last_rx = now
@@ -390,6 +415,12 @@ class _Connection(asyncio.Protocol):
     def _on_timer(self) -> None:
         self._timer = None
         if self._done or self._paused or self._exc is not None:
+            return
+        if not self._got_bytes:
+            first = cast(float, self._first_byte_timeout)
+            self._fail(
+                FirstByteTimeout(f"no answer from {self._client.origin} within {first:g} seconds")
+            )
             return
         timeout = cast(float, self._read_timeout)
         deadline = self._last_rx + timeout
@@ -505,6 +536,7 @@ class HttpClient:
         "_connect_timeout",
         "_default_names",
         "_defaults",
+        "_first_byte_timeout",
         "_fixed",
         "_host",
         "_idle",
@@ -527,7 +559,12 @@ class HttpClient:
         read_timeout: float | None = 600.0,
         max_connections: int = 512,
         ssl_context: ssl.SSLContext | None = None,
+        first_byte_timeout: float | Literal["read_timeout"] | None = "read_timeout",
     ) -> None:
+        """``read_timeout`` limits each silent gap once the response has started;
+        ``first_byte_timeout`` limits the wait for the response to start (a non-streamed
+        completion sends nothing until it is generated). By default both are
+        ``read_timeout``."""
         parts = urlsplit(base_url)
         scheme = parts.scheme.lower()
         if scheme not in ("http", "https") or not parts.hostname:
@@ -548,6 +585,9 @@ class HttpClient:
             self._server_hostname = host
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
+        self._first_byte_timeout = (
+            read_timeout if first_byte_timeout == "read_timeout" else first_byte_timeout
+        )
         self._max = max_connections
         self.origin = f"{scheme}://{host}:{port}"
 
@@ -753,7 +793,7 @@ class HttpClient:
 
     async def _open(self) -> _Connection:
         loop = asyncio.get_running_loop()
-        conn = _Connection(self, loop, self._read_timeout)
+        conn = _Connection(self, loop, self._read_timeout, self._first_byte_timeout)
         try:
             async with asyncio.timeout(self._connect_timeout):
                 await loop.create_connection(

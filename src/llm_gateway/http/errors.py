@@ -31,3 +31,7 @@ class ReadTimeout(HttpError):
 
 class RemoteProtocolError(HttpError):
     """The connection closed mid-response, or the response was not valid HTTP/1.1."""
+
+
+class FirstByteTimeout(ReadTimeout):
+    """No response byte at all within the first-byte limit (the answer never started)."""

@@ -34,10 +34,10 @@ from llm_gateway.providers.anthropic_wire import (
     response_from_wire,
 )
 from llm_gateway.providers.base import Provider
+from llm_gateway.providers.sse import SSEEvent, SSEParser
 
 # Shared with the OpenAI adapter so a broken connection means the same thing everywhere.
-from llm_gateway.providers.openai import _drain, _merge_headers, _transport_error
-from llm_gateway.providers.sse import SSEEvent, SSEParser
+from llm_gateway.providers.transport import drain, merge_headers, transport_error
 
 __all__ = ["DEFAULT_BASE_URL", "OAUTH_BETA", "AnthropicProvider", "build_anthropic"]
 
@@ -95,7 +95,7 @@ class AnthropicProvider:
         self._models = tuple(models)
         # Built once: per request the adapter only passes these dicts along. Configured
         # headers may override the version; the credential always wins.
-        self._headers = _merge_headers(
+        self._headers = merge_headers(
             {"anthropic-version": api_version, "content-type": "application/json"},
             headers,
             auth_headers(api_key, headers),
@@ -109,7 +109,7 @@ class AnthropicProvider:
                 "POST", _MESSAGES, headers=self._headers, body=body
             )
         except HttpError as exc:
-            raise _transport_error(exc, self.name) from exc
+            raise transport_error(exc, self.name) from exc
         if response.status >= 400:
             raise error_from_wire(response.status, response.headers, response.body, self.name)
         try:
@@ -151,9 +151,9 @@ class AnthropicProvider:
                 if tail:
                     yield tail
                 if state.done:
-                    await _drain(response)
+                    await drain(response)
         except HttpError as exc:
-            raise _transport_error(exc, self.name) from exc
+            raise transport_error(exc, self.name) from exc
 
     def _encode(self, request: ChatRequest, model: str, stream: bool) -> bytes:
         try:
@@ -202,7 +202,7 @@ class AnthropicProvider:
         except HttpError as exc:
             if fallback:
                 return fallback
-            raise _transport_error(exc, self.name) from exc
+            raise transport_error(exc, self.name) from exc
         if response.status >= 400:
             if fallback:
                 return fallback
@@ -231,6 +231,9 @@ def build_anthropic(name: str, cfg: ProviderBase) -> Provider:
         _origin(cfg.base_url or DEFAULT_BASE_URL),
         connect_timeout=cfg.connect_timeout,
         read_timeout=cfg.idle_timeout or cfg.timeout,
+        # A non-streamed answer sends nothing until it is generated: only the provider's
+        # total timeout bounds the wait for the first byte, never the idle gap.
+        first_byte_timeout=cfg.timeout,
         max_connections=cfg.max_connections,
     )
     return AnthropicProvider(

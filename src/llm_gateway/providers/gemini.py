@@ -2,7 +2,7 @@
 
 A thin shell around ``gemini_wire``: it builds URLs, sends bytes through the shared pooled
 client and maps failures once, here at the edge (HTTP statuses by
-``gemini_wire.error_from_wire``, transport failures by ``openai._transport_error``, the
+``gemini_wire.error_from_wire``, transport failures by ``transport.transport_error``, the
 same mapping every adapter uses). Streaming uses ``streamGenerateContent?alt=sse``: each
 SSE event is a complete ``GenerateContentResponse`` with only the new parts, and the
 stream simply ends (no ``[DONE]``), so a stream that stops before any ``finishReason`` is
@@ -33,8 +33,8 @@ from llm_gateway.providers.gemini_wire import (
     models_from_wire,
     response_from_wire,
 )
-from llm_gateway.providers.openai import _merge_headers, _transport_error
 from llm_gateway.providers.sse import SSEEvent, SSEParser
+from llm_gateway.providers.transport import merge_headers, transport_error
 
 __all__ = ["DEFAULT_BASE_URL", "GeminiProvider", "api_root", "build_gemini"]
 
@@ -74,7 +74,7 @@ class GeminiProvider:
         self._models = tuple(models)
         # The key goes in a header, never the ``?key=`` query string: URLs end up in logs.
         auth = {"x-goog-api-key": api_key} if api_key else None
-        self._headers = _merge_headers({"Content-Type": "application/json"}, headers, auth)
+        self._headers = merge_headers({"Content-Type": "application/json"}, headers, auth)
         self._stream_headers = {**self._headers, "Accept": "text/event-stream"}
 
     async def complete(self, request: ChatRequest, model: str) -> ChatResponse:
@@ -83,7 +83,7 @@ class GeminiProvider:
         try:
             response = await self._client.request("POST", path, headers=self._headers, body=body)
         except HttpError as exc:
-            raise _transport_error(exc, self.name) from exc
+            raise transport_error(exc, self.name) from exc
         if response.status >= 400:
             raise error_from_wire(response.status, response.headers, response.body, self.name)
         try:
@@ -123,7 +123,7 @@ class GeminiProvider:
                 if tail:
                     yield tail
         except HttpError as exc:
-            raise _transport_error(exc, self.name) from exc
+            raise transport_error(exc, self.name) from exc
 
     def _parse(
         self, events: Iterable[SSEEvent], state: StreamState
@@ -166,7 +166,7 @@ class GeminiProvider:
         except HttpError as exc:
             if fallback:
                 return fallback
-            raise _transport_error(exc, self.name) from exc
+            raise transport_error(exc, self.name) from exc
         if response.status >= 400:
             if fallback:
                 return fallback
@@ -190,6 +190,9 @@ def build_gemini(name: str, cfg: ProviderBase) -> Provider:
         api_root(cfg.base_url),
         connect_timeout=cfg.connect_timeout,
         read_timeout=cfg.idle_timeout or cfg.timeout,
+        # A non-streamed answer sends nothing until it is generated: only the provider's
+        # total timeout bounds the wait for the first byte, never the idle gap.
+        first_byte_timeout=cfg.timeout,
         max_connections=cfg.max_connections,
     )
     return GeminiProvider(

@@ -10,24 +10,19 @@ the socket to the SSE parser to msgspec to a couple of small event structs.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any
 
 import msgspec
 
 from llm_gateway.core.errors import (
-    ConnectTimeoutError,
     GatewayError,
-    IdleTimeoutError,
-    ProviderUnavailableError,
     UpstreamError,
 )
 from llm_gateway.core.events import StreamEvent
 from llm_gateway.core.types import ChatRequest, ChatResponse, ModelInfo
-from llm_gateway.http.client import HttpClient, HttpStream
-from llm_gateway.http.errors import ConnectError, ConnectTimeout, HttpError, ReadTimeout
+from llm_gateway.http.client import HttpClient
+from llm_gateway.http.errors import HttpError
 from llm_gateway.providers.families import OpenAIFamily
 from llm_gateway.providers.openai_wire import (
     StreamState,
@@ -39,44 +34,13 @@ from llm_gateway.providers.openai_wire import (
     response_from_wire,
 )
 from llm_gateway.providers.sse import SSEEvent, SSEParser
+from llm_gateway.providers.transport import drain, merge_headers, transport_error
 
 __all__ = ["OpenAIProvider"]
 
 _decode = msgspec.json.decode
 _COMPLETIONS = "/chat/completions"
 _DRAIN_SECONDS = 1.0
-
-
-def _transport_error(exc: HttpError, provider: str) -> GatewayError:
-    """A transport failure as a gateway error: where it broke decides the class."""
-    if isinstance(exc, ConnectTimeout):
-        return ConnectTimeoutError(f"connect timeout: {exc.message}", provider=provider)
-    if isinstance(exc, ConnectError):
-        return ProviderUnavailableError(f"upstream unreachable: {exc.message}", provider=provider)
-    if isinstance(exc, ReadTimeout):
-        return IdleTimeoutError(f"upstream went silent: {exc.message}", provider=provider)
-    # RemoteProtocolError and anything else: the answer was cut short or not HTTP.
-    return UpstreamError(f"upstream connection failed: {exc.message}", provider=provider)
-
-
-async def _drain(response: HttpStream) -> None:
-    """Read the (normally empty) rest of the body after ``[DONE]`` so the socket can go
-    back to the pool. Bounded: a server that idles after ``[DONE]`` costs a socket, not
-    the caller's time."""
-    with contextlib.suppress(HttpError, TimeoutError):
-        async with asyncio.timeout(_DRAIN_SECONDS):
-            async for _ in response.iter_bytes():
-                pass
-
-
-def _merge_headers(*layers: Mapping[str, str] | None) -> dict[str, str]:
-    """Later layers win, compared case-insensitively (config ``x-title`` beats a default
-    ``X-Title``); names keep the spelling of the layer that set them."""
-    merged: dict[str, tuple[str, str]] = {}
-    for layer in layers:
-        for name, value in (layer or {}).items():
-            merged[name.lower()] = (name, value)
-    return dict(merged.values())
 
 
 class OpenAIProvider:
@@ -101,7 +65,7 @@ class OpenAIProvider:
         self._models = tuple(models)
         auth = {"Authorization": f"Bearer {api_key}"} if api_key else None
         # Built once: per request the adapter only passes these dicts along.
-        self._headers = _merge_headers(
+        self._headers = merge_headers(
             family.default_headers, {"Content-Type": "application/json"}, headers, auth
         )
         self._stream_headers = {**self._headers, "Accept": "text/event-stream"}
@@ -113,7 +77,7 @@ class OpenAIProvider:
                 "POST", _COMPLETIONS, headers=self._headers, body=body
             )
         except HttpError as exc:
-            raise _transport_error(exc, self.name) from exc
+            raise transport_error(exc, self.name) from exc
         if response.status >= 400:
             raise error_from_wire(response.status, response.headers, response.body, self.name)
         try:
@@ -156,9 +120,9 @@ class OpenAIProvider:
                 if tail:
                     yield tail
                 if done:
-                    await _drain(response)
+                    await drain(response)
         except HttpError as exc:
-            raise _transport_error(exc, self.name) from exc
+            raise transport_error(exc, self.name) from exc
 
     def _parse(
         self, events: Iterable[SSEEvent], state: StreamState
@@ -201,7 +165,7 @@ class OpenAIProvider:
         except HttpError as exc:
             if fallback:
                 return fallback
-            raise _transport_error(exc, self.name) from exc
+            raise transport_error(exc, self.name) from exc
         if response.status >= 400:
             if fallback:
                 return fallback

@@ -45,6 +45,9 @@ def _build_openai_family(name: str, cfg: ProviderBase) -> Provider:
         base_url,
         connect_timeout=cfg.connect_timeout,
         read_timeout=cfg.idle_timeout or cfg.timeout,
+        # A non-streamed answer sends nothing until it is generated: only the provider's
+        # total timeout bounds the wait for the first byte, never the idle gap.
+        first_byte_timeout=cfg.timeout,
         max_connections=cfg.max_connections,
     )
     headers = dict(cfg.headers)

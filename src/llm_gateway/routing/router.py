@@ -34,6 +34,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from llm_gateway.config.schema import BreakerConfig, HedgeConfig, RetryConfig
+from llm_gateway.core.context import CALL_LIMITS, CallLimits
 from llm_gateway.core.errors import (
     AllRoutesFailedError,
     CircuitOpenError,
@@ -295,7 +296,9 @@ class Router:
                     raise failures.raise_for(plan)
                 tries += 1
                 try:
-                    result = await self._attempt(route, breaker, trace, attempt, time_left)
+                    result = await self._attempt(
+                        route, breaker, trace, attempt, time_left, _limits(policy)
+                    )
                     return result, route
                 except GatewayError as error:
                     failures.add(route, error)
@@ -326,10 +329,12 @@ class Router:
         trace: CallTrace,
         attempt: Callable[[Route, Provider, float], Awaitable[T]],
         time_left: float,
+        limits: CallLimits | None = None,
     ) -> T:
         assert route.provider is not None
         trace.attempts += 1
         started = time.monotonic()
+        token = CALL_LIMITS.set(limits) if limits is not None else None
         try:
             result = await attempt(route, route.provider, time_left)
         except GatewayError as error:
@@ -342,6 +347,9 @@ class Router:
         except asyncio.CancelledError:
             trace.upstream_seconds += time.monotonic() - started
             raise
+        finally:
+            if token is not None:
+                CALL_LIMITS.reset(token)
         elapsed = time.monotonic() - started
         trace.upstream_seconds += elapsed
         trace.route = route
@@ -373,8 +381,13 @@ class Router:
         def start(r: Route) -> asyncio.Task[T]:
             breaker = self.breaker(r, plan.policy.breaker)
             time_left = max(0.0, deadline - loop.time())
-            return loop.create_task(self._attempt(r, breaker, trace, attempt, time_left))
+            return loop.create_task(
+                self._attempt(r, breaker, trace, attempt, time_left, _limits(plan.policy))
+            )
 
+        # Raced attempts overlap: upstream time is the race's wall time, not their sum.
+        upstream_before = trace.upstream_seconds
+        race_started = time.monotonic()
         tasks: dict[asyncio.Task[T], Route] = {start(route): route}
         partner_started = False
         winner: asyncio.Task[T] | None = None
@@ -426,6 +439,7 @@ class Router:
                     value = await task
                     if discard is not None:
                         await discard(value)  # completed despite the cancel: release it
+            trace.upstream_seconds = upstream_before + (time.monotonic() - race_started)
 
     # -- public calls -------------------------------------------------------------------------
 
@@ -516,6 +530,11 @@ class Router:
             on_done=on_done,
         )
         return route, first, guarded
+
+
+def _limits(policy: ModelPolicy) -> CallLimits | None:
+    """Transport limits a model overrides for its attempts (None: the providers' own)."""
+    return CallLimits(idle_timeout=policy.idle_timeout) if policy.idle_timeout else None
 
 
 def _counts_against_route(error: GatewayError) -> bool:

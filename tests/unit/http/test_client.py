@@ -22,6 +22,9 @@ from llm_gateway.http import (
     HttpClient,
     HttpError,
     ReadTimeout,
+)
+from llm_gateway.http.errors import (
+    FirstByteTimeout,
     RemoteProtocolError,
 )
 
@@ -567,7 +570,7 @@ async def test_read_timeout_before_headers() -> None:
 
     async with RawServer(stall) as srv, HttpClient(srv.url, read_timeout=0.1) as client:
         t0 = time.monotonic()
-        with pytest.raises(ReadTimeout, match="no response bytes"):
+        with pytest.raises(ReadTimeout, match="no answer from"):
             await client.request("GET", "/")
         assert 0.09 < time.monotonic() - t0 < 0.5
         with pytest.raises(ReadTimeout):
@@ -1005,3 +1008,42 @@ def test_under_uvloop() -> None:
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(main())
+
+
+async def test_first_byte_limit_is_separate_from_the_idle_gap() -> None:
+    """A slow-to-start answer (a non-streamed completion being generated) is bounded by
+    the first-byte limit, not by the idle gap, which only counts once bytes flow."""
+
+    async def slow_start(conn: ServerConn) -> None:
+        await conn.read_request()
+        await asyncio.sleep(0.3)  # longer than the idle limit, shorter than the first-byte one
+        conn.write(head_of(200, ("transfer-encoding", "chunked")) + chunk(b"first"))
+        await conn.drain()
+        await asyncio.sleep(0.3)  # then a stall mid-body, longer than the idle limit
+        conn.write(chunk(b"late") + b"0\r\n\r\n")
+        await conn.drain()
+        await serve_forever(conn)
+
+    async with (
+        RawServer(slow_start) as srv,
+        HttpClient(srv.url, read_timeout=0.15, first_byte_timeout=1.0) as client,
+        client.stream("GET", "/") as stream,
+    ):
+        assert stream.status == 200
+        assert await anext(stream.iter_bytes()) == b"first"
+        with pytest.raises(ReadTimeout) as info:
+            await anext(stream.iter_bytes())
+        assert not isinstance(info.value, FirstByteTimeout)
+
+    async def never(conn: ServerConn) -> None:
+        await conn.read_request()
+        await asyncio.sleep(5)
+
+    async with (
+        RawServer(never) as srv,
+        HttpClient(srv.url, read_timeout=5.0, first_byte_timeout=0.1) as client,
+    ):
+        started = time.monotonic()
+        with pytest.raises(FirstByteTimeout):
+            await client.request("GET", "/")
+        assert time.monotonic() - started < 1.0

@@ -282,18 +282,19 @@ async def test_chunk_of_the_wrong_shape_is_upstream_error() -> None:
 
 
 def test_transport_errors_map_by_where_they_broke() -> None:
-    from llm_gateway.core.errors import ConnectTimeoutError, IdleTimeoutError
+    from llm_gateway.core.errors import ConnectTimeoutError, IdleTimeoutError, TotalTimeoutError
     from llm_gateway.http import errors as http
-    from llm_gateway.providers.openai import _transport_error
+    from llm_gateway.providers.transport import transport_error
 
     cases = [
         (http.ConnectTimeout("t"), ConnectTimeoutError),
         (http.ConnectError("c"), ProviderUnavailableError),
+        (http.FirstByteTimeout("f"), TotalTimeoutError),
         (http.ReadTimeout("r"), IdleTimeoutError),
         (http.RemoteProtocolError("p"), UpstreamError),
     ]
     for exc, cls in cases:
-        mapped = _transport_error(exc, "prov")
+        mapped = transport_error(exc, "prov")
         assert type(mapped) is cls and mapped.provider == "prov" and exc.message in mapped.message
 
 

@@ -219,6 +219,8 @@ async def test_hedge_starts_the_partner_when_the_first_route_is_slow() -> None:
     took = asyncio.get_running_loop().time() - started
     assert route.provider_name == "fast" and first == [TextDelta("fast")]
     assert 0.05 <= took < 0.5 and trace.attempts == 2
+    # The race counts once as upstream time, so the gateway's own time is not hidden.
+    assert trace.upstream_seconds <= took + 0.01
     assert slow.closed == 1  # the loser was cancelled and its stream closed
     assert await collect(rest) == [FinishEvent("stop")]
 

@@ -23,16 +23,14 @@ import msgspec
 
 from llm_gateway.config.schema import BedrockProviderConfig, ProviderBase
 from llm_gateway.core.errors import (
-    ConnectTimeoutError,
     GatewayError,
-    IdleTimeoutError,
     ProviderUnavailableError,
     UpstreamError,
 )
 from llm_gateway.core.events import StreamEvent
 from llm_gateway.core.types import ChatRequest, ChatResponse, ModelInfo
 from llm_gateway.http.client import HttpClient
-from llm_gateway.http.errors import ConnectError, ConnectTimeout, HttpError, ReadTimeout
+from llm_gateway.http.errors import HttpError
 from llm_gateway.providers.base import Provider
 from llm_gateway.providers.bedrock.credentials import (
     CredentialChain,
@@ -48,6 +46,7 @@ from llm_gateway.providers.bedrock.wire import (
     event_to_events,
     response_from_wire,
 )
+from llm_gateway.providers.transport import transport_error
 
 __all__ = ["BedrockProvider", "Endpoint", "build_bedrock", "runtime_url"]
 
@@ -61,16 +60,6 @@ def runtime_url(region: str) -> str:
 
 def control_url(region: str) -> str:
     return f"https://bedrock.{region}.amazonaws.com"
-
-
-def _transport_error(exc: HttpError, provider: str) -> GatewayError:
-    if isinstance(exc, ConnectTimeout):
-        return ConnectTimeoutError(f"connect timeout: {exc.message}", provider=provider)
-    if isinstance(exc, ConnectError):
-        return ProviderUnavailableError(f"upstream unreachable: {exc.message}", provider=provider)
-    if isinstance(exc, ReadTimeout):
-        return IdleTimeoutError(f"upstream went silent: {exc.message}", provider=provider)
-    return UpstreamError(f"upstream connection failed: {exc.message}", provider=provider)
 
 
 class Endpoint:
@@ -179,7 +168,7 @@ class BedrockProvider:
         try:
             response = await self._runtime.client.request("POST", path, headers=headers, body=body)
         except HttpError as exc:
-            raise _transport_error(exc, self.name) from exc
+            raise transport_error(exc, self.name) from exc
         if response.status >= 400:
             raise error_from_wire(response.status, response.headers, response.body, self.name)
         try:
@@ -222,7 +211,7 @@ class BedrockProvider:
                 if state.finish is None:
                     raise UpstreamError("stream ended early", provider=self.name)
         except HttpError as exc:
-            raise _transport_error(exc, self.name) from exc
+            raise transport_error(exc, self.name) from exc
 
     def _events(
         self, messages: list[Message], state: StreamState
@@ -282,7 +271,7 @@ class BedrockProvider:
         try:
             response = await self._control.client.request("GET", f"{path}?{query}", headers=headers)
         except HttpError as exc:
-            raise _transport_error(exc, self.name) from exc
+            raise transport_error(exc, self.name) from exc
         if response.status >= 400:
             raise error_from_wire(response.status, response.headers, response.body, self.name)
         try:
@@ -339,6 +328,7 @@ def build_bedrock(name: str, cfg: ProviderBase) -> Provider:
             url,
             connect_timeout=cfg.connect_timeout,
             read_timeout=read_timeout,
+            first_byte_timeout=cfg.timeout,  # the idle gap starts once an answer starts
             max_connections=cfg.max_connections,
         )
         return Endpoint(url, client)

@@ -1,0 +1,62 @@
+"""What every HTTP adapter shares at its edge: transport errors mapped to the gateway's
+error tree, header layering, and draining a finished stream so its socket is reused."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping
+
+from llm_gateway.core.errors import (
+    ConnectTimeoutError,
+    GatewayError,
+    IdleTimeoutError,
+    ProviderUnavailableError,
+    TotalTimeoutError,
+    UpstreamError,
+)
+from llm_gateway.http.client import HttpStream
+from llm_gateway.http.errors import (
+    ConnectError,
+    ConnectTimeout,
+    FirstByteTimeout,
+    HttpError,
+    ReadTimeout,
+)
+
+DRAIN_SECONDS = 1.0
+
+
+def transport_error(exc: HttpError, provider: str) -> GatewayError:
+    """A transport failure as a gateway error: where it broke decides the class."""
+    if isinstance(exc, ConnectTimeout):
+        return ConnectTimeoutError(f"connect timeout: {exc.message}", provider=provider)
+    if isinstance(exc, ConnectError):
+        return ProviderUnavailableError(f"upstream unreachable: {exc.message}", provider=provider)
+    if isinstance(exc, FirstByteTimeout):
+        # The provider's own ``timeout`` for one upstream call ran out before any answer.
+        return TotalTimeoutError(f"upstream did not answer: {exc.message}", provider=provider)
+    if isinstance(exc, ReadTimeout):
+        return IdleTimeoutError(f"upstream went silent: {exc.message}", provider=provider)
+    # RemoteProtocolError and anything else: the answer was cut short or not HTTP.
+    return UpstreamError(f"upstream connection failed: {exc.message}", provider=provider)
+
+
+async def drain(response: HttpStream) -> None:
+    """Read the (normally empty) rest of the body after the end of a stream so the socket
+    can go back to the pool. Bounded: a server that idles after its last event costs a
+    socket, not the caller's time."""
+    with contextlib.suppress(HttpError, TimeoutError):
+        async with asyncio.timeout(DRAIN_SECONDS):
+            async for _ in response.iter_bytes():
+                pass
+
+
+def merge_headers(*layers: Mapping[str, str] | None) -> dict[str, str]:
+    """Later layers win, compared case-insensitively (config ``x-title`` beats a default
+    ``X-Title``); names keep the spelling of the layer that set them."""
+    merged: dict[str, tuple[str, str]] = {}
+    for layer in layers:
+        for name, value in (layer or {}).items():
+            merged[name.lower()] = (name, value)
+    return dict(merged.values())
