@@ -14,10 +14,10 @@ from llm_gateway.core.accumulate import accumulate
 from llm_gateway.core.errors import (
     ContextWindowExceededError,
     GatewayError,
-    IdleTimeoutError,
     ProviderOverloadedError,
     ProviderUnavailableError,
     RateLimitError,
+    TotalTimeoutError,
     UpstreamAuthenticationError,
     UpstreamError,
 )
@@ -377,11 +377,13 @@ async def test_connection_refused_is_provider_unavailable(harness: Harness) -> N
         await provider.aclose()
 
 
-async def test_silent_upstream_is_idle_timeout(harness: Harness) -> None:
+async def test_silent_upstream_times_out(harness: Harness) -> None:
+    # No byte at all within the limit: the answer never started, which is the provider's
+    # total timeout (the idle timeout only counts gaps once an answer has started).
     harness.fake.queue(Scenario(text=("late",), hang_before_headers=3.0))
     provider = harness.spec.make_provider(harness.url, 0.2)
     try:
-        with pytest.raises(IdleTimeoutError):
+        with pytest.raises(TotalTimeoutError):
             await anext(provider.stream(ask(), harness.model))
     finally:
         await provider.aclose()
