@@ -17,6 +17,10 @@ import msgspec
 
 class CallLimits(msgspec.Struct, frozen=True):
     idle_timeout: float | None = None  # longest silent gap once the answer has started
+    # The request's overall deadline, in event-loop time. The transport enforces it with
+    # the timer it arms for every exchange anyway, which is far cheaper per request than
+    # an ``asyncio.timeout`` around each attempt (measured: ~4.5 µs of ~8 µs routing).
+    deadline: float | None = None
 
 
 CALL_LIMITS: ContextVar[CallLimits | None] = ContextVar("llm_gateway_call_limits", default=None)

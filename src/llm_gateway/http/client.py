@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import socket
 import ssl
 from collections import deque
@@ -34,6 +35,7 @@ from llm_gateway.core.context import CALL_LIMITS
 from llm_gateway.http.errors import (
     ConnectError,
     ConnectTimeout,
+    DeadlineExceeded,
     FirstByteTimeout,
     HttpError,
     ReadTimeout,
@@ -90,6 +92,7 @@ class _Connection(asyncio.Protocol):
         "_busy",
         "_client",
         "_closed",
+        "_deadline",
         "_default_read_timeout",
         "_done",
         "_exc",
@@ -124,6 +127,7 @@ class _Connection(asyncio.Protocol):
         self._client = client
         self._loop = loop
         self._default_read_timeout = read_timeout
+        self._deadline: float | None = None
         self._read_timeout = read_timeout
         self._first_byte_timeout = first_byte_timeout
         self._transport: asyncio.Transport | None = None
@@ -171,10 +175,12 @@ class _Connection(asyncio.Protocol):
                 # The first byte ends the wait for an answer (its own limit); from here
                 # on the limit is the idle gap between bytes.
                 self._cancel_timer()
-                if self._read_timeout is not None:
+                if self._read_timeout is not None or self._deadline is not None:
                     now = self._loop.time()
                     self._last_rx = now
-                    self._timer = self._loop.call_at(now + self._read_timeout, self._on_timer)
+                    self._timer = self._loop.call_at(
+                        self._due(now, self._read_timeout), self._on_timer
+                    )
         elif self._timer is not None:
             self._last_rx = self._loop.time()
         try:
@@ -298,20 +304,22 @@ class _Connection(asyncio.Protocol):
         self._streaming = streaming
         self._busy = True
         limits = CALL_LIMITS.get()
-        self._read_timeout = (
-            limits.idle_timeout
-            if limits is not None and limits.idle_timeout is not None
-            else self._default_read_timeout
-        )
+        if limits is None:
+            self._read_timeout = self._default_read_timeout
+            self._deadline = None
+        else:
+            idle = limits.idle_timeout
+            self._read_timeout = idle if idle is not None else self._default_read_timeout
+            self._deadline = limits.deadline
         if tail is None:
             transport.write(head)
         else:
             transport.writelines((head, tail))
         timeout = self._first_byte_timeout
-        if timeout is not None:
+        if timeout is not None or self._deadline is not None:
             now = self._loop.time()
             self._last_rx = now
-            self._timer = self._loop.call_at(now + timeout, self._on_timer)
+            self._timer = self._loop.call_at(self._due(now, timeout), self._on_timer)
         if streaming:
             while not self._status and not self._done and self._exc is None:
                 await self.wait()
@@ -406,6 +414,12 @@ class _Connection(asyncio.Protocol):
                 self._last_rx = now
                 self._timer = self._loop.call_at(now + self._read_timeout, self._on_timer)
 
+    def _due(self, now: float, timeout: float | None) -> float:
+        """When the timer must next fire: the phase's limit or the request's deadline."""
+        due = now + timeout if timeout is not None else math.inf
+        deadline = self._deadline
+        return deadline if deadline is not None and deadline < due else due
+
     def _cancel_timer(self) -> None:
         timer = self._timer
         if timer is not None:
@@ -416,18 +430,25 @@ class _Connection(asyncio.Protocol):
         self._timer = None
         if self._done or self._paused or self._exc is not None:
             return
+        deadline = self._deadline
+        if deadline is not None and self._loop.time() >= deadline - 0.001:
+            self._fail(DeadlineExceeded(f"the request's deadline passed ({self._client.origin})"))
+            return
         if not self._got_bytes:
             first = cast(float, self._first_byte_timeout)
             self._fail(
                 FirstByteTimeout(f"no answer from {self._client.origin} within {first:g} seconds")
             )
             return
-        timeout = cast(float, self._read_timeout)
-        deadline = self._last_rx + timeout
-        if deadline - self._loop.time() > 0.001:
-            # Bytes arrived since the timer was set: sleep until the new deadline. One
+        if self._read_timeout is None:  # only the request's deadline is being watched
+            self._timer = self._loop.call_at(self._due(self._loop.time(), None), self._on_timer)
+            return
+        timeout = self._read_timeout
+        idle_due = self._last_rx + timeout
+        if idle_due - self._loop.time() > 0.001:
+            # Bytes arrived since the timer was set: sleep until the new due time. One
             # timer handle per idle gap instead of one per received packet.
-            self._timer = self._loop.call_at(deadline, self._on_timer)
+            self._timer = self._loop.call_at(self._due(self._last_rx, timeout), self._on_timer)
             return
         self._fail(
             ReadTimeout(f"no response bytes from {self._client.origin} for {timeout:g} seconds")

@@ -35,3 +35,7 @@ class RemoteProtocolError(HttpError):
 
 class FirstByteTimeout(ReadTimeout):
     """No response byte at all within the first-byte limit (the answer never started)."""
+
+
+class DeadlineExceeded(HttpError):
+    """The request's overall deadline (``core.context.CallLimits.deadline``) passed."""

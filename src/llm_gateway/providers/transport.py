@@ -19,6 +19,7 @@ from llm_gateway.http.client import HttpStream
 from llm_gateway.http.errors import (
     ConnectError,
     ConnectTimeout,
+    DeadlineExceeded,
     FirstByteTimeout,
     HttpError,
     ReadTimeout,
@@ -33,6 +34,8 @@ def transport_error(exc: HttpError, provider: str) -> GatewayError:
         return ConnectTimeoutError(f"connect timeout: {exc.message}", provider=provider)
     if isinstance(exc, ConnectError):
         return ProviderUnavailableError(f"upstream unreachable: {exc.message}", provider=provider)
+    if isinstance(exc, DeadlineExceeded):
+        return TotalTimeoutError(f"the request's deadline passed: {exc.message}", provider=provider)
     if isinstance(exc, FirstByteTimeout):
         # The provider's own ``timeout`` for one upstream call ran out before any answer.
         return TotalTimeoutError(f"upstream did not answer: {exc.message}", provider=provider)

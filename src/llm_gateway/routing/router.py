@@ -297,7 +297,7 @@ class Router:
                 tries += 1
                 try:
                     result = await self._attempt(
-                        route, breaker, trace, attempt, time_left, _limits(policy)
+                        route, breaker, trace, attempt, time_left, _limits(policy, deadline)
                     )
                     return result, route
                 except GatewayError as error:
@@ -382,7 +382,9 @@ class Router:
             breaker = self.breaker(r, plan.policy.breaker)
             time_left = max(0.0, deadline - loop.time())
             return loop.create_task(
-                self._attempt(r, breaker, trace, attempt, time_left, _limits(plan.policy))
+                self._attempt(
+                    r, breaker, trace, attempt, time_left, _limits(plan.policy, deadline)
+                )
             )
 
         # Raced attempts overlap: upstream time is the race's wall time, not their sum.
@@ -449,14 +451,9 @@ class Router:
         trace = trace or CallTrace()
 
         async def attempt(route: Route, provider: Provider, time_left: float) -> ChatResponse:
-            try:
-                async with asyncio.timeout(time_left):
-                    return await provider.complete(request, route.model)
-            except TimeoutError:
-                raise TotalTimeoutError(
-                    f"no answer within the request's deadline of {plan.policy.timeout:g} s",
-                    provider=route.provider_name,
-                ) from None
+            # The deadline travels in the attempt's CallLimits and the transport enforces
+            # it (see core/context.py): no timer of our own per attempt.
+            return await provider.complete(request, route.model)
 
         return await self._run(plan, request, trace, attempt)
 
@@ -532,9 +529,10 @@ class Router:
         return route, first, guarded
 
 
-def _limits(policy: ModelPolicy) -> CallLimits | None:
-    """Transport limits a model overrides for its attempts (None: the providers' own)."""
-    return CallLimits(idle_timeout=policy.idle_timeout) if policy.idle_timeout else None
+def _limits(policy: ModelPolicy, deadline: float) -> CallLimits:
+    """What the transport enforces for one attempt: the request's deadline, and the
+    model's idle timeout where it overrides the providers' own."""
+    return CallLimits(idle_timeout=policy.idle_timeout, deadline=deadline)
 
 
 def _counts_against_route(error: GatewayError) -> bool:

@@ -1047,3 +1047,29 @@ async def test_first_byte_limit_is_separate_from_the_idle_gap() -> None:
         with pytest.raises(FirstByteTimeout):
             await client.request("GET", "/")
         assert time.monotonic() - started < 1.0
+
+
+async def test_the_requests_deadline_from_call_limits_ends_the_exchange() -> None:
+    """The router passes the request's deadline in CallLimits; the client enforces it with
+    the timer it arms anyway, before and after the first byte."""
+    from llm_gateway.core.context import CALL_LIMITS, CallLimits
+    from llm_gateway.http.errors import DeadlineExceeded
+
+    async def trickle(conn: ServerConn) -> None:
+        await conn.read_request()
+        conn.write(head_of(200, ("transfer-encoding", "chunked")))
+        for _ in range(50):  # a byte every 50 ms: never idle, never done
+            conn.write(chunk(b"x"))
+            await conn.drain()
+            await asyncio.sleep(0.05)
+
+    async with RawServer(trickle) as srv, HttpClient(srv.url, read_timeout=5.0) as client:
+        loop = asyncio.get_running_loop()
+        token = CALL_LIMITS.set(CallLimits(deadline=loop.time() + 0.3))
+        try:
+            started = time.monotonic()
+            with pytest.raises(DeadlineExceeded):
+                await client.request("GET", "/")
+            assert 0.25 < time.monotonic() - started < 1.0
+        finally:
+            CALL_LIMITS.reset(token)
