@@ -13,8 +13,9 @@ directly; ``auto`` considers every configured route. For one request the router:
    larger window; the caller's own 4xx is returned at once;
 4. for streams, all of this happens before the first event: the first batch is awaited
    under the first-token timeout, and once it is in hand the route is committed; later
-   failures become in-stream errors (never a second, spliced answer). The rest of the
-   stream is guarded for idle gaps and the overall deadline (``guard.GuardedStream``);
+   failures become in-stream errors (never a second, spliced answer). For the rest of
+   the stream the transport enforces the idle gap and the overall deadline, both carried
+   to it in the attempt's ``core.context.CallLimits``;
 5. optionally hedges: if the first route has produced nothing after the hedge delay, the
    next route starts too; the first to answer wins and the other is cancelled.
 
@@ -51,7 +52,6 @@ from llm_gateway.core.types import ChatRequest, ChatResponse
 from llm_gateway.providers.base import Provider
 from llm_gateway.routing.backoff import retry_delay, should_retry
 from llm_gateway.routing.breaker import CircuitBreaker
-from llm_gateway.routing.guard import GuardedStream
 from llm_gateway.routing.hedging import hedge_delay
 from llm_gateway.routing.route import Route
 from llm_gateway.routing.stats import StatsBook
@@ -106,15 +106,26 @@ class ModelPlan(msgspec.Struct, frozen=True):
 
 
 class CallTrace:
-    """What one request cost upstream, for response headers and logs."""
+    """What one request cost upstream, for response headers and logs.
 
-    __slots__ = ("attempts", "route", "sleep_seconds", "upstream_seconds")
+    For a stream, the API layer calls ``finished`` once when the stream ends: a failure
+    after the first byte still says something about the route's health.
+    """
+
+    __slots__ = ("_on_finished", "attempts", "route", "sleep_seconds", "upstream_seconds")
 
     def __init__(self) -> None:
         self.attempts = 0
         self.upstream_seconds = 0.0
         self.sleep_seconds = 0.0
         self.route: Route | None = None
+        self._on_finished: Callable[[GatewayError | None], None] | None = None
+
+    def finished(self, error: GatewayError | None) -> None:
+        callback = self._on_finished
+        if callback is not None:
+            self._on_finished = None
+            callback(error)
 
 
 class _Failures:
@@ -462,12 +473,12 @@ class Router:
     ) -> tuple[Route, list[StreamEvent], AsyncIterator[list[StreamEvent]]]:
         """Starts a stream on the first route that yields events.
 
-        Returns the route, its first batch of events and the guarded iterator for the rest.
+        Returns the route, its first batch of events and the iterator for the rest. The
+        caller reports how the stream ended with ``trace.finished(error)``.
         """
         trace = trace or CallTrace()
         policy = plan.policy
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + policy.timeout
 
         async def attempt(
             route: Route, provider: Provider, time_left: float
@@ -477,17 +488,32 @@ class Router:
                 or route.first_token_timeout
                 or DEFAULT_FIRST_TOKEN_TIMEOUT
             )
+            limit = min(first_limit, time_left)
             iterator = aiter(provider.stream(request, route.model))
+            # One timer that cancels this task if no first event comes in time: cheaper
+            # than asyncio.timeout (measured), and the only timer a stream needs here; the
+            # transport enforces the idle gap and the deadline for the rest of the stream.
+            task = asyncio.current_task()
+            assert task is not None
+            expired: list[bool] = []
+
+            def expire() -> None:
+                expired.append(True)
+                task.cancel()
+
+            timer = loop.call_at(loop.time() + limit, expire)
             try:
-                async with asyncio.timeout(min(first_limit, time_left)):
-                    first = await anext(iterator)
+                first = await anext(iterator)
             except StopAsyncIteration:
                 raise UpstreamError(
                     f"provider '{route.provider_name}' ended the stream without any event",
                     provider=route.provider_name,
                 ) from None
-            except TimeoutError:
+            except asyncio.CancelledError:
                 await close_stream(iterator)
+                if not expired or not task.cancelling():
+                    raise
+                task.uncancel()
                 if first_limit < time_left:
                     raise FirstTokenTimeoutError(
                         f"no first token within {first_limit:g} s",
@@ -500,6 +526,8 @@ class Router:
             except BaseException:
                 await close_stream(iterator)
                 raise
+            finally:
+                timer.cancel()
             return first, iterator
 
         async def discard(
@@ -513,20 +541,14 @@ class Router:
         stats = self.stats
         started = loop.time()
 
-        def on_done(error: GatewayError | None) -> None:
+        def on_finished(error: GatewayError | None) -> None:
             # A failure after the first byte still says something about the route.
             if error is not None and _counts_against_route(error):
                 breaker.record_failure()
             stats.record(label, ttft=None, latency=loop.time() - started, ok=error is None)
 
-        guarded = GuardedStream(
-            iterator,
-            idle_timeout=policy.idle_timeout or route.idle_timeout,
-            deadline=deadline,
-            provider=route.provider_name,
-            on_done=on_done,
-        )
-        return route, first, guarded
+        trace._on_finished = on_finished
+        return route, first, iterator
 
 
 def _limits(policy: ModelPolicy, deadline: float) -> CallLimits:

@@ -154,7 +154,7 @@ class Messages:
                 return
             try:
                 sse.add_headers(gateway_headers(route, trace, started))
-                await self._relay(sse, encoder, first, events, watch)
+                await self._relay(sse, encoder, first, events, watch, trace)
             finally:
                 await close_stream(events)
         finally:
@@ -167,6 +167,7 @@ class Messages:
         first: list[StreamEvent],
         events: AsyncIterator[list[StreamEvent]],
         watch: DisconnectWatch,
+        trace: CallTrace,
     ) -> None:
         encode = encoder.encode
         head = encoder.start(first)
@@ -187,6 +188,7 @@ class Messages:
                     if encoder.failed:  # a provider's ErrorEvent became the error frame: done
                         break
         except GatewayError as error:
+            trace.finished(error)
             watch.finish()
             await sse.close(encoder.error(error))
             return
@@ -194,6 +196,7 @@ class Messages:
             watch.finish()
             await sse.close(encoder.error(internal_error(exc)))
             return
+        trace.finished(None)
         watch.finish()
         await sse.close(b"" if encoder.failed else encoder.end())
 

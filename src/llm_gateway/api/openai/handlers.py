@@ -145,7 +145,7 @@ class ChatCompletions:
                 return
             sse.add_headers(gateway_headers(route, trace, started))
             try:
-                await self._relay(sse, first, events, request, rid, watch, include_usage)
+                await self._relay(sse, first, events, request, rid, watch, include_usage, trace)
             finally:
                 await close_stream(events)
         finally:
@@ -160,6 +160,7 @@ class ChatCompletions:
         rid: str,
         watch: DisconnectWatch,
         include_usage: bool,
+        trace: CallTrace,
     ) -> None:
         encoder = OpenAIStreamEncoder(
             id=f"chatcmpl-{rid}",
@@ -183,6 +184,7 @@ class ChatCompletions:
                 if data:
                     await write(data)
         except GatewayError as error:
+            trace.finished(error)
             watch.finish()
             await sse.close(encoder.error(error))
             return
@@ -190,5 +192,6 @@ class ChatCompletions:
             watch.finish()
             await sse.close(encoder.error(internal_error(exc)))
             return
+        trace.finished(None)
         watch.finish()
         await sse.close(encoder.end())
