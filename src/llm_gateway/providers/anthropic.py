@@ -14,7 +14,6 @@ flag instead. The config schema has no ``auth`` switch, so the key's prefix deci
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from typing import Any
 
 import msgspec
 
@@ -37,7 +36,7 @@ from llm_gateway.providers.base import Provider
 from llm_gateway.providers.sse import SSEEvent, SSEParser
 
 # Shared with the OpenAI adapter so a broken connection means the same thing everywhere.
-from llm_gateway.providers.transport import drain, merge_headers, transport_error
+from llm_gateway.providers.transport import decode_event, drain, merge_headers, transport_error
 
 __all__ = ["DEFAULT_BASE_URL", "OAUTH_BETA", "AnthropicProvider", "build_anthropic"]
 
@@ -170,29 +169,12 @@ class AnthropicProvider:
         batch: list[StreamEvent] = []
         for event in events:
             try:
-                batch.extend(self._events(event.data, state))
+                batch.extend(decode_event(event.data, event_to_events, state, self.name))
             except GatewayError as failure:
                 return batch, failure
             if state.done:
                 break
         return batch, None
-
-    def _events(self, data: str, state: StreamState) -> list[StreamEvent]:
-        try:
-            decoded: Any = _decode(data)
-        except msgspec.DecodeError as exc:
-            raise UpstreamError(
-                f"malformed stream chunk: {data[:200]!r}", provider=self.name
-            ) from exc
-        try:
-            return event_to_events(decoded, state)
-        except GatewayError as exc:
-            exc.provider = self.name
-            raise
-        except (AttributeError, TypeError, KeyError) as exc:
-            raise UpstreamError(
-                f"malformed stream chunk: {data[:200]!r}", provider=self.name
-            ) from exc
 
     async def list_models(self) -> list[ModelInfo]:
         """The upstream's /v1/models; the configured list when that fails or is empty."""

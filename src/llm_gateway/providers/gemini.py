@@ -12,7 +12,6 @@ reported as cut short.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from typing import Any
 from urllib.parse import quote
 
 import msgspec
@@ -34,7 +33,7 @@ from llm_gateway.providers.gemini_wire import (
     response_from_wire,
 )
 from llm_gateway.providers.sse import SSEEvent, SSEParser
-from llm_gateway.providers.transport import merge_headers, transport_error
+from llm_gateway.providers.transport import decode_event, merge_headers, transport_error
 
 __all__ = ["DEFAULT_BASE_URL", "GeminiProvider", "api_root", "build_gemini"]
 
@@ -133,28 +132,10 @@ class GeminiProvider:
         batch: list[StreamEvent] = []
         for event in events:
             try:
-                batch.extend(self._events(event.data, state))
+                batch.extend(decode_event(event.data, chunk_to_events, state, self.name))
             except GatewayError as failure:
                 return batch, failure
         return batch, None
-
-    def _events(self, data: str, state: StreamState) -> list[StreamEvent]:
-        try:
-            chunk: Any = _decode(data)
-        except msgspec.DecodeError as exc:
-            raise UpstreamError(
-                f"malformed stream chunk: {data[:200]!r}", provider=self.name
-            ) from exc
-        try:
-            return chunk_to_events(chunk, state)
-        except GatewayError as exc:
-            exc.provider = self.name
-            raise
-        except (AttributeError, TypeError, KeyError) as exc:
-            # A chunk of the wrong shape (e.g. ``candidates`` not a list of objects).
-            raise UpstreamError(
-                f"malformed stream chunk: {data[:200]!r}", provider=self.name
-            ) from exc
 
     async def list_models(self) -> list[ModelInfo]:
         """The upstream's model list; the configured list when that fails or is empty."""

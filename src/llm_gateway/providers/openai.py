@@ -11,7 +11,6 @@ the socket to the SSE parser to msgspec to a couple of small event structs.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from typing import Any
 
 import msgspec
 
@@ -34,7 +33,7 @@ from llm_gateway.providers.openai_wire import (
     response_from_wire,
 )
 from llm_gateway.providers.sse import SSEEvent, SSEParser
-from llm_gateway.providers.transport import drain, merge_headers, transport_error
+from llm_gateway.providers.transport import decode_event, drain, merge_headers, transport_error
 
 __all__ = ["OpenAIProvider"]
 
@@ -134,28 +133,10 @@ class OpenAIProvider:
             if event.data == "[DONE]":
                 return batch, True, None
             try:
-                batch.extend(self._events(event.data, state))
+                batch.extend(decode_event(event.data, chunk_to_events, state, self.name))
             except GatewayError as failure:
                 return batch, False, failure
         return batch, False, None
-
-    def _events(self, data: str, state: StreamState) -> list[StreamEvent]:
-        try:
-            chunk: Any = _decode(data)
-        except msgspec.DecodeError as exc:
-            raise UpstreamError(
-                f"malformed stream chunk: {data[:200]!r}", provider=self.name
-            ) from exc
-        try:
-            return chunk_to_events(chunk, state)
-        except GatewayError as exc:
-            exc.provider = self.name
-            raise
-        except (AttributeError, TypeError, KeyError) as exc:
-            # A chunk of the wrong shape (e.g. ``choices`` not a list of objects).
-            raise UpstreamError(
-                f"malformed stream chunk: {data[:200]!r}", provider=self.name
-            ) from exc
 
     async def list_models(self) -> list[ModelInfo]:
         """The upstream's /models; the configured list when that fails or is empty."""

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import msgspec
 
 from llm_gateway.core.errors import (
     ConnectTimeoutError,
@@ -15,6 +18,7 @@ from llm_gateway.core.errors import (
     TotalTimeoutError,
     UpstreamError,
 )
+from llm_gateway.core.events import StreamEvent
 from llm_gateway.http.client import HttpStream
 from llm_gateway.http.errors import (
     ConnectError,
@@ -26,6 +30,9 @@ from llm_gateway.http.errors import (
 )
 
 DRAIN_SECONDS = 1.0
+
+S = TypeVar("S")
+_decode = msgspec.json.decode
 
 
 def transport_error(exc: HttpError, provider: str) -> GatewayError:
@@ -63,3 +70,26 @@ def merge_headers(*layers: Mapping[str, str] | None) -> dict[str, str]:
         for name, value in (layer or {}).items():
             merged[name.lower()] = (name, value)
     return dict(merged.values())
+
+
+def decode_event(
+    data: str,
+    convert: Callable[[Any, S], list[StreamEvent]],
+    state: S,
+    provider: str,
+) -> list[StreamEvent]:
+    """One streamed JSON payload to core events, with one error rule for every wire: bad
+    JSON or a payload of the wrong shape is a malformed chunk (an ``UpstreamError``), and
+    errors the converter raises are tagged with the provider."""
+    try:
+        payload: Any = _decode(data)
+    except msgspec.DecodeError as exc:
+        raise UpstreamError(f"malformed stream chunk: {data[:200]!r}", provider=provider) from exc
+    try:
+        return convert(payload, state)
+    except GatewayError as exc:
+        exc.provider = provider
+        raise
+    except (AttributeError, TypeError, KeyError) as exc:
+        # A payload of the wrong shape (e.g. ``choices`` not a list of objects).
+        raise UpstreamError(f"malformed stream chunk: {data[:200]!r}", provider=provider) from exc
