@@ -33,7 +33,7 @@ from llm_gateway.providers.registry import build_providers
 from llm_gateway.routing.model_table import ModelTable
 from llm_gateway.routing.route import Route
 from llm_gateway.routing.router import ModelPolicy, Router, build_plans
-from llm_gateway.runtime import tune_gc
+from llm_gateway.runtime import apply_logging, tune_gc
 
 log = logging.getLogger("llm_gateway")
 
@@ -124,6 +124,7 @@ class GatewayState:
         return states
 
     def start(self) -> None:
+        apply_logging(self.config.logging)
         tune_gc()
         self.ticker.start()
 

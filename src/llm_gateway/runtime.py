@@ -12,7 +12,10 @@ by reference counting, not by the collector).
 from __future__ import annotations
 
 import gc
+import logging
 import os
+
+from llm_gateway.config.schema import LoggingConfig
 
 DEFAULT_THRESHOLDS = (50_000, 20, 100)
 
@@ -34,3 +37,24 @@ def tune_gc() -> tuple[int, int, int]:
     gc.freeze()
     gc.set_threshold(*thresholds)
     return thresholds
+
+
+_HANDLER_NAME = "llm_gateway.console"
+
+
+def apply_logging(config: LoggingConfig) -> None:
+    """The gateway's log level and ``logging.loggers`` (a level per logger, e.g. to quiet
+    a noisy library). Runs in every worker; uvicorn configures only its own loggers."""
+    ours = logging.getLogger("llm_gateway")
+    ours.setLevel(config.level)
+    # Under uvicorn nothing handles the root logger, so without a handler of our own only
+    # warnings would surface (Python's last resort). Where the host already configured
+    # logging (root has handlers, as under pytest), records simply propagate there.
+    has_ours = any(h.name == _HANDLER_NAME for h in ours.handlers)
+    if not logging.getLogger().handlers and not has_ours:
+        handler = logging.StreamHandler()
+        handler.name = _HANDLER_NAME
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        ours.addHandler(handler)
+    for name, level in config.loggers.items():
+        logging.getLogger(name).setLevel(level)

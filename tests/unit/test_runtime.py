@@ -33,3 +33,35 @@ def test_override_and_off(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LLM_GATEWAY_GC_THRESHOLDS", "off")
     assert tune_gc() == (700, 10, 10)
     assert gc.get_freeze_count() == 0
+
+
+def test_logging_config_sets_the_gateway_level_and_each_named_logger(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import logging
+
+    from llm_gateway.config.schema import LoggingConfig
+    from llm_gateway.runtime import apply_logging
+
+    ours, noisy, root = (
+        logging.getLogger("llm_gateway"),
+        logging.getLogger("some.noisy.lib"),
+        logging.getLogger(),
+    )
+    monkeypatch.setattr(ours, "level", ours.level)
+    monkeypatch.setattr(noisy, "level", noisy.level)
+    monkeypatch.setattr(
+        ours, "handlers", [h for h in ours.handlers if h.name != "llm_gateway.console"]
+    )
+    # As under uvicorn: nothing handles the root logger, so the gateway adds its handler.
+    monkeypatch.setattr(root, "handlers", [])
+    config = LoggingConfig.model_validate(
+        {"level": "debug", "loggers": {"some.noisy.lib": "error"}}
+    )
+    apply_logging(config)
+    assert ours.level == logging.DEBUG and noisy.level == logging.ERROR
+    console = [h for h in ours.handlers if h.name == "llm_gateway.console"]
+    assert len(console) == 1 and ours.propagate
+    apply_logging(LoggingConfig())  # applying again adds no second handler
+    assert [h for h in ours.handlers if h.name == "llm_gateway.console"] == console
+    assert ours.level == logging.INFO

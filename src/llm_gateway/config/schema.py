@@ -74,7 +74,6 @@ class ServerConfig(_Section):
         15.0, gt=0, description="SSE comment sent while an upstream is silent this long."
     )
     max_messages: int = Field(2048, gt=0, description="More messages in one request get 400.")
-    cors_origins: list[str] = Field(default_factory=list)
     graceful_shutdown_seconds: float = Field(
         30.0, ge=0, description="How long in-flight requests may finish on shutdown."
     )

@@ -36,7 +36,13 @@ from llm_gateway.providers.base import Provider
 from llm_gateway.providers.sse import SSEEvent, SSEParser
 
 # Shared with the OpenAI adapter so a broken connection means the same thing everywhere.
-from llm_gateway.providers.transport import decode_event, drain, merge_headers, transport_error
+from llm_gateway.providers.transport import (
+    decode_event,
+    drain,
+    fetch_models,
+    merge_headers,
+    transport_error,
+)
 
 __all__ = ["DEFAULT_BASE_URL", "OAUTH_BETA", "AnthropicProvider", "build_anthropic"]
 
@@ -178,24 +184,15 @@ class AnthropicProvider:
 
     async def list_models(self) -> list[ModelInfo]:
         """The upstream's /v1/models; the configured list when that fails or is empty."""
-        fallback = [ModelInfo(id=m, owned_by=self.name) for m in self._models]
-        try:
-            response = await self._client.request("GET", _MODELS, headers=self._headers)
-        except HttpError as exc:
-            if fallback:
-                return fallback
-            raise transport_error(exc, self.name) from exc
-        if response.status >= 400:
-            if fallback:
-                return fallback
-            raise error_from_wire(response.status, response.headers, response.body, self.name)
-        try:
-            models = models_from_wire(response.json(), self.name)
-        except (msgspec.DecodeError, UpstreamError) as exc:
-            if fallback:
-                return fallback
-            raise UpstreamError(f"invalid model list: {exc}", provider=self.name) from exc
-        return models or fallback
+        return await fetch_models(
+            self._client,
+            _MODELS,
+            self._headers,
+            provider=self.name,
+            configured=self._models,
+            error_from_wire=error_from_wire,
+            models_from_wire=models_from_wire,
+        )
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -37,8 +37,7 @@ class Provider(Protocol):
         (docs/performance.md): the API layer writes one batch as one socket write, and one
         async-generator hop per batch instead of per event roughly halves the gateway's
         CPU per streamed chunk under load. It never delays an event: a batch is yielded as
-        soon as its read is parsed. ``iter_events`` flattens batches for consumers that
-        want single events.
+        soon as its read is parsed.
 
         Errors before the first batch are raised from the first ``__anext__``; errors
         later are raised mid-iteration (the API layer turns them into an error frame).
@@ -55,9 +54,3 @@ class Provider(Protocol):
         """Release pooled connections."""
         ...
 
-
-async def iter_events(batches: AsyncIterator[list[StreamEvent]]) -> AsyncIterator[StreamEvent]:
-    """The events of a provider stream one by one."""
-    async for batch in batches:
-        for event in batch:
-            yield event

@@ -33,7 +33,13 @@ from llm_gateway.providers.openai_wire import (
     response_from_wire,
 )
 from llm_gateway.providers.sse import SSEEvent, SSEParser
-from llm_gateway.providers.transport import decode_event, drain, merge_headers, transport_error
+from llm_gateway.providers.transport import (
+    decode_event,
+    drain,
+    fetch_models,
+    merge_headers,
+    transport_error,
+)
 
 __all__ = ["OpenAIProvider"]
 
@@ -140,24 +146,15 @@ class OpenAIProvider:
 
     async def list_models(self) -> list[ModelInfo]:
         """The upstream's /models; the configured list when that fails or is empty."""
-        fallback = [ModelInfo(id=m, owned_by=self.name) for m in self._models]
-        try:
-            response = await self._client.request("GET", "/models", headers=self._headers)
-        except HttpError as exc:
-            if fallback:
-                return fallback
-            raise transport_error(exc, self.name) from exc
-        if response.status >= 400:
-            if fallback:
-                return fallback
-            raise error_from_wire(response.status, response.headers, response.body, self.name)
-        try:
-            models = models_from_wire(response.json(), self.name)
-        except (msgspec.DecodeError, UpstreamError) as exc:
-            if fallback:
-                return fallback
-            raise UpstreamError(f"invalid model list: {exc}", provider=self.name) from exc
-        return models or fallback
+        return await fetch_models(
+            self._client,
+            "/models",
+            self._headers,
+            provider=self.name,
+            configured=self._models,
+            error_from_wire=error_from_wire,
+            models_from_wire=models_from_wire,
+        )
 
     async def aclose(self) -> None:
         await self._client.aclose()

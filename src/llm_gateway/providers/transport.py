@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import msgspec
@@ -19,7 +19,8 @@ from llm_gateway.core.errors import (
     UpstreamError,
 )
 from llm_gateway.core.events import StreamEvent
-from llm_gateway.http.client import HttpStream
+from llm_gateway.core.types import ModelInfo
+from llm_gateway.http.client import HttpClient, HttpStream
 from llm_gateway.http.errors import (
     ConnectError,
     ConnectTimeout,
@@ -93,3 +94,35 @@ def decode_event(
     except (AttributeError, TypeError, KeyError) as exc:
         # A payload of the wrong shape (e.g. ``choices`` not a list of objects).
         raise UpstreamError(f"malformed stream chunk: {data[:200]!r}", provider=provider) from exc
+
+
+async def fetch_models(
+    client: HttpClient,
+    path: str,
+    headers: Mapping[str, str],
+    *,
+    provider: str,
+    configured: Sequence[str],
+    error_from_wire: Callable[[int, Mapping[str, str], bytes, str], GatewayError],
+    models_from_wire: Callable[[Any, str], list[ModelInfo]],
+) -> list[ModelInfo]:
+    """The upstream's model list, or the configured ``models`` when the listing fails or
+    is empty (a listing is a convenience: a provider that cannot list still serves)."""
+    fallback = [ModelInfo(id=m, owned_by=provider) for m in configured]
+    try:
+        response = await client.request("GET", path, headers=headers)
+        if response.status >= 400:
+            raise error_from_wire(response.status, response.headers, response.body, provider)
+        try:
+            models = models_from_wire(response.json(), provider)
+        except (msgspec.DecodeError, UpstreamError) as exc:
+            raise UpstreamError(f"invalid model list: {exc}", provider=provider) from exc
+    except HttpError as exc:
+        if fallback:
+            return fallback
+        raise transport_error(exc, provider) from exc
+    except GatewayError:
+        if fallback:
+            return fallback
+        raise
+    return models or fallback

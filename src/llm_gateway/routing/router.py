@@ -244,9 +244,6 @@ class Router:
             self._breakers[route.label] = breaker
         return breaker
 
-    def breakers(self) -> dict[str, CircuitBreaker]:
-        return dict(self._breakers)
-
     def _strategy(self, name: str) -> Strategy:
         strategy = self._strategies.get(name)
         if strategy is None:
