@@ -24,6 +24,7 @@ import msgspec
 from llm_gateway.config.schema import BedrockProviderConfig, ProviderBase
 from llm_gateway.core.errors import (
     GatewayError,
+    InvalidRequestError,
     ProviderUnavailableError,
     UpstreamError,
 )
@@ -156,7 +157,11 @@ class BedrockProvider:
     @staticmethod
     def _path(model: str, operation: str) -> str:
         # Model ids carry ":" (and ARNs "/"): both are encoded in the single path segment,
-        # as the AWS SDKs do for a non-greedy URI label.
+        # as the AWS SDKs do for a non-greedy URI label. A bare "." or ".." would survive
+        # encoding as a dot segment that servers normalise away, steering a signed request
+        # to another path; no Bedrock model id looks like that, so it is refused.
+        if model in (".", ".."):
+            raise InvalidRequestError(f"'{model}' is not a Bedrock model id.", param="model")
         return f"/model/{quote(model, safe='')}/{operation}"
 
     # --- Converse ------------------------------------------------------------------------

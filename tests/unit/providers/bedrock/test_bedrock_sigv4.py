@@ -108,9 +108,11 @@ def test_signing_key_is_derived_once_per_day(monkeypatch: pytest.MonkeyPatch) ->
     assert calls == ["20250102", "20250103"]
 
 
+# Any model id the adapter sends: it refuses a bare "." or ".." (dot segments, which
+# servers normalise away; see test_dot_segment_model_ids_are_refused).
 _SEGMENT = st.text(
     alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=30
-)
+).filter(lambda text: text not in (".", ".."))
 
 
 @settings(max_examples=150, deadline=None)
@@ -160,4 +162,19 @@ def test_botocore_accepts_our_signature(
     received_wrong = {k.lower(): v for k, v in {**headers, **wrong, "host": host}.items()}
     assert verifier.verify_signature(method, path, wire_query, received_wrong, body) == (
         "signature mismatch"
+    )
+
+
+def test_dot_segment_model_ids_are_refused() -> None:
+    import pytest
+
+    from llm_gateway.core.errors import InvalidRequestError
+    from llm_gateway.providers.bedrock.provider import BedrockProvider
+
+    for model in (".", ".."):
+        with pytest.raises(InvalidRequestError) as info:
+            BedrockProvider._path(model, "converse")
+        assert info.value.param == "model" and info.value.status == 400
+    assert BedrockProvider._path("us.anthropic.claude-3-5-sonnet-20241022-v2:0", "converse") == (
+        "/model/us.anthropic.claude-3-5-sonnet-20241022-v2%3A0/converse"
     )
