@@ -21,7 +21,6 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-
 def header(scope: Scope, name: bytes) -> bytes | None:
     """The first value of a request header (``name`` lower-case)."""
     for key, value in scope["headers"]:

@@ -17,6 +17,8 @@ def error_headers(error: GatewayError, request_id: str) -> list[tuple[bytes, byt
     if error.retry_after is not None:
         headers.append((b"retry-after", str(max(1, round(error.retry_after))).encode()))
         headers.append((b"retry-after-ms", str(int(error.retry_after * 1000)).encode()))
+    if error.extra_headers:
+        headers.extend(error.extra_headers)
     return headers
 
 

@@ -77,23 +77,57 @@ class ServerConfig(_Section):
     graceful_shutdown_seconds: float = Field(
         30.0, ge=0, description="How long in-flight requests may finish on shutdown."
     )
+    ws_max_frame_bytes: int = Field(MIB, gt=0, description="Larger WebSocket frames get an error.")
 
 
 class AuthConfig(_Section):
     # No admin key and no keys in the store means open mode (local use only).
     admin_key: SecretStr | None = None
+    keys_refresh_seconds: float = Field(
+        30.0, gt=0, description="Reload the key snapshot from the database this often."
+    )
 
 
 class StorageConfig(_Section):
     url: str = "sqlite:///./gateway.db"
+    # Usage records are written behind the request, in batches.
+    batch_size: int = Field(500, gt=0, description="Most usage records per database write.")
+    flush_seconds: float = Field(0.5, gt=0, description="Longest a record waits to be written.")
+    max_buffered_records: int = Field(
+        50_000, gt=0, description="Records kept in memory during an outage before spilling."
+    )
+    journal_path: str | None = Field(
+        None,
+        description="File that holds unwritten usage records during a database outage; "
+        "unset: next to the SQLite file, or ./gateway-usage.journal.",
+    )
+
+
+RedisFailurePolicy = Literal["local", "allow", "deny"]
 
 
 class RedisConfig(_Section):
     url: str | None = None  # unset: limits and cache are per process
+    prefix: str = Field("llmgw", min_length=1, description="Prefix of every Redis key.")
+    on_unavailable: RedisFailurePolicy = Field(
+        "local",
+        description="When Redis cannot be reached: 'local' enforces limits per process "
+        "until it returns, 'allow' admits without limits, 'deny' refuses with 503.",
+    )
 
     @property
     def enabled(self) -> bool:
         return self.url is not None
+
+
+class StatusConfig(_Section):
+    """Provider health checks and the live status feed (``/api/llm/ws/status``)."""
+
+    interval_seconds: float = Field(30.0, gt=0, description="Periodic status message interval.")
+    check_on_startup: bool = Field(True, description="List each provider's models at start-up.")
+    startup_check_seconds: float = Field(
+        3.0, gt=0, description="Start-up never waits longer than this for provider checks."
+    )
 
 
 class LoggingConfig(_Section):
@@ -136,6 +170,10 @@ class ProviderBase(_Section):
     # whole stream to end, so the cap is a guard against descriptor exhaustion, not a
     # throttle (rate limits are that).
     max_connections: int = Field(1000, gt=0)
+    # Limits of each route on this provider (provider + model), enforced by the router:
+    # a route at its limit is skipped like an upstream 429, so fallback still works.
+    rpm: int | None = Field(None, gt=0, description="Requests per minute per route.")
+    tpm: int | None = Field(None, gt=0, description="Tokens per minute per route.")
 
 
 class OpenAIProviderConfig(ProviderBase):
@@ -365,6 +403,7 @@ class GatewayConfig(_Section):
     auth: AuthConfig = Field(default_factory=AuthConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     redis: RedisConfig = Field(default_factory=RedisConfig)
+    status: StatusConfig = Field(default_factory=StatusConfig)
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     models: dict[str, ModelConfig] = Field(default_factory=dict)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)

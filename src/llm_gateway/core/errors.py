@@ -20,6 +20,8 @@ class GatewayError(Exception):
     openai_type: ClassVar[str] = "api_error"
     anthropic_type: ClassVar[str] = "api_error"
     default_code: ClassVar[str | None] = None
+    # Response headers the error adds (x-ratelimit-* on a 429); set per instance.
+    extra_headers: tuple[tuple[bytes, bytes], ...] = ()
 
     def __init__(
         self,
@@ -97,6 +99,20 @@ class RateLimitError(GatewayError):
     openai_type = "rate_limit_error"  # OpenAI sends type "requests"/"tokens"; SDKs key on status
     anthropic_type = "rate_limit_error"
     default_code = "rate_limit_exceeded"
+
+
+class InsufficientQuotaError(GatewayError):
+    """A virtual key's spend budget is used up: 402 with OpenAI's ``insufficient_quota``.
+
+    OpenAI itself answers a spent quota with 429, which SDKs retry; 402 (Payment Required)
+    tells clients not to, while the code and type stay OpenAI's so callers that branch on
+    ``insufficient_quota`` work unchanged.
+    """
+
+    status = 402
+    openai_type = "insufficient_quota"
+    anthropic_type = "permission_error"
+    default_code = "insufficient_quota"
 
 
 class UpstreamError(GatewayError):

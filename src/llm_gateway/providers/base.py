@@ -53,4 +53,3 @@ class Provider(Protocol):
     async def aclose(self) -> None:
         """Release pooled connections."""
         ...
-

@@ -390,9 +390,7 @@ class Router:
             breaker = self.breaker(r, plan.policy.breaker)
             time_left = max(0.0, deadline - loop.time())
             return loop.create_task(
-                self._attempt(
-                    r, breaker, trace, attempt, time_left, _limits(plan.policy, deadline)
-                )
+                self._attempt(r, breaker, trace, attempt, time_left, _limits(plan.policy, deadline))
             )
 
         # Raced attempts overlap: upstream time is the race's wall time, not their sum.

@@ -1,0 +1,1 @@
+"""Token counting with no network access, and the price of a request."""

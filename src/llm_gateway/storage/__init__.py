@@ -1,0 +1,1 @@
+"""Persistence behind small interfaces: keys and the usage ledger (SQLite or Postgres)."""
