@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
@@ -22,9 +23,14 @@ GatewayFactory = Callable[[dict[str, Any]], AbstractContextManager[RunningServer
 
 @contextmanager
 def serve_gateway(config: dict[str, Any]) -> Iterator[RunningServer]:
-    app = create_app(GatewayConfig.model_validate(config))
-    with run_server(app, lifespan="on", http="httptools", loop="uvloop") as server:
-        yield server
+    """A gateway on a real socket. Without a ``storage`` section it gets its own SQLite
+    file in a temporary directory, so tests never write ./gateway.db."""
+    with tempfile.TemporaryDirectory(prefix="gw-test-") as scratch:
+        if "storage" not in config:
+            config = {**config, "storage": {"url": f"sqlite:///{scratch}/gateway.db"}}
+        app = create_app(GatewayConfig.model_validate(config))
+        with run_server(app, lifespan="on", http="httptools", loop="uvloop") as server:
+            yield server
 
 
 @pytest.fixture

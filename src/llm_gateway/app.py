@@ -18,6 +18,7 @@ import asyncio
 import gc
 import logging
 import os
+from typing import Any
 
 import msgspec
 
@@ -28,12 +29,15 @@ from llm_gateway.api.openai.handlers import ChatCompletions
 from llm_gateway.api.openai.models import ModelCatalog
 from llm_gateway.api.sse import HeartbeatTicker
 from llm_gateway.config.schema import GatewayConfig, ModelConfig
+from llm_gateway.gate import Gate
+from llm_gateway.gate.service import AccessService
 from llm_gateway.providers.base import Provider
 from llm_gateway.providers.registry import build_providers
 from llm_gateway.routing.model_table import ModelTable
 from llm_gateway.routing.route import Route
 from llm_gateway.routing.router import ModelPolicy, Router, build_plans
 from llm_gateway.runtime import apply_logging, tune_gc
+from llm_gateway.storage.base import Storage
 
 log = logging.getLogger("llm_gateway")
 
@@ -96,6 +100,33 @@ class GatewayState:
         self._tripped: dict[str, set[str]] = {name: set() for name in self.providers}
         self.ticker = HeartbeatTicker(config.server.heartbeat_seconds)
         self.catalog = ModelCatalog(self.router, self.providers)
+        admin = config.auth.admin_key
+        # Access control and accounting for every surface; storage, limits and the ledger
+        # writer are attached in ``start`` (see gate/).
+        self.gate = Gate(
+            admin_key=admin.get_secret_value() if admin is not None else None, table=self.table
+        )
+        self.access = AccessService(config, self.gate)
+
+    @property
+    def storage(self) -> Storage:
+        """The key store and usage ledger (opened at start-up)."""
+        if self.access.storage is None:
+            raise RuntimeError("storage is opened at start-up")
+        return self.access.storage
+
+    @property
+    def writer(self) -> Any:
+        """The usage ledger writer (``storage.writer.UsageWriter``), once started."""
+        return self.access.writer
+
+    async def keys_changed(self) -> None:
+        """Reload the key snapshot after an admin change, here and on every replica."""
+        await self.access.keys_changed()
+
+    async def start_access(self) -> None:
+        """Open storage, run migrations, load keys, start the ledger writer and limits."""
+        await self.access.start()
 
     def _on_breaker_change(self, route: Route, old: str, new: str) -> None:
         tripped = self._tripped.setdefault(route.provider_name, set())
@@ -129,6 +160,7 @@ class GatewayState:
         self.ticker.start()
 
     async def aclose(self) -> None:
+        await self.access.aclose()
         await self.ticker.stop()
         providers: list[Provider] = list(self.providers.values())
         await asyncio.gather(*(p.aclose() for p in providers), return_exceptions=True)
@@ -192,6 +224,7 @@ class GatewayApp:
             if message["type"] == "lifespan.startup":
                 try:
                     self.state.start()
+                    await self.state.start_access()
                     self._start_loading_api()
                 except Exception as exc:
                     log.exception("start-up failed")
@@ -211,6 +244,7 @@ def create_app(config: GatewayConfig) -> GatewayApp:
     state = GatewayState(config)
     chat = ChatCompletions(
         state.router,
+        state.gate,
         max_body_bytes=config.server.max_body_bytes,
         max_messages=config.server.max_messages,
         ticker=state.ticker,
@@ -222,12 +256,13 @@ def create_app(config: GatewayConfig) -> GatewayApp:
         # Anthropic's Messages API, so Anthropic SDK clients can use any provider.
         ("POST", "/v1/messages"): Messages(
             state.router,
+            state.gate,
             max_body_bytes=config.server.max_body_bytes,
             max_messages=config.server.max_messages,
             ticker=state.ticker,
         ),
         ("POST", "/v1/messages/count_tokens"): CountTokens(
-            state.router, max_body_bytes=config.server.max_body_bytes
+            state.router, state.gate, max_body_bytes=config.server.max_body_bytes
         ),
     }
     return GatewayApp(state, fast)

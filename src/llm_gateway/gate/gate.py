@@ -223,6 +223,10 @@ class Gate:
     def set_keys(self, keys: KeyRing) -> None:
         self.keys = keys
 
+    def attach_limits(self, limiter: RateLimiter | None, spend: SpendCounter | None) -> None:
+        self._limiter = limiter
+        self._spend = spend
+
     def add_observer(self, observer: UsageObserver) -> None:
         self._observers.append(observer)
 

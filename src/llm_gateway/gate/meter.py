@@ -37,10 +37,10 @@ class StreamMeter:
             if isinstance(event, TextDelta | ReasoningDelta):
                 self.parts.append(event.text)
             elif isinstance(event, ToolCallDelta):
-                if event.arguments:
-                    self.parts.append(event.arguments)
                 if event.name:
                     self.parts.append(event.name)
+                if event.arguments:
+                    self.parts.append(event.arguments)
             elif isinstance(event, UsageEvent):
                 self.usage = event.usage
 

@@ -44,7 +44,7 @@ def error_payload(error: GatewayError) -> dict[str, object]:
 
 
 class OpenAIStreamEncoder:
-    __slots__ = ("_head", "_include_usage", "_tail", "_usage", "finished")
+    __slots__ = ("_head", "_include_usage", "_tail", "_usage", "failed", "finished")
 
     def __init__(self, *, id: str, created: int, model: str, include_usage: bool) -> None:
         self._include_usage = include_usage
@@ -61,8 +61,9 @@ class OpenAIStreamEncoder:
         self._tail = b"}]" + (b',"usage":null}\n\n' if include_usage else b"}\n\n")
         self._usage: Usage | None = None
         self.finished = False
+        self.failed = False  # an error frame was written: nothing may follow it
 
-    def start(self) -> bytes:
+    def start(self, first: object = ()) -> bytes:
         return (
             self._head
             + b'{"role":"assistant","content":"","refusal":null},"logprobs":null,"finish_reason":null'
@@ -118,7 +119,7 @@ class OpenAIStreamEncoder:
             return usage_chunk + DONE
         return DONE
 
-    @staticmethod
-    def error(error: GatewayError) -> bytes:
+    def error(self, error: GatewayError) -> bytes:
         """An in-stream error frame; the openai SDKs raise an APIError when they read it."""
+        self.failed = True
         return b"data: " + _encode(error_payload(error)) + b"\n\n"

@@ -1,0 +1,179 @@
+"""Builds and runs what the gate needs beside the request path: storage, the ledger writer,
+limits, and the key snapshot (loaded at start, refreshed on change and on a timer).
+
+Across replicas, a key change made through one gateway's admin API is announced on a
+Redis channel so every replica reloads its snapshot at once; without Redis (one process)
+the reload is local. A periodic refresh covers a missed announcement and changes made
+straight in the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import time
+from typing import Any
+
+from llm_gateway.config.schema import GatewayConfig
+from llm_gateway.gate.gate import Gate, period_id
+from llm_gateway.gate.keys import KeyRing
+from llm_gateway.limits.base import RateLimiter, SpendCounter
+from llm_gateway.storage.base import Storage
+
+log = logging.getLogger("llm_gateway.gate")
+
+LOOPBACK_NAMES = {"localhost", "ip6-localhost", "ip6-loopback"}
+
+
+def is_loopback(host: str) -> bool:
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class OpenModeRefused(RuntimeError):
+    """Open mode (no admin key, no keys) on an address other machines can reach."""
+
+
+class AccessService:
+    def __init__(self, config: GatewayConfig, gate: Gate) -> None:
+        self._config = config
+        self.gate = gate
+        self.storage: Storage | None = None
+        self.writer: Any = None  # storage.writer.UsageWriter once started
+        self.limiter: RateLimiter | None = None
+        self.spend: SpendCounter | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._redis: Any = None
+        self._channel = f"{config.redis.prefix}:keys-changed"
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        try:  # TEMPORARY while storage and limits are being built: remove before commit
+            from llm_gateway.limits import build_limits
+            from llm_gateway.storage import open_storage
+            from llm_gateway.storage.writer import UsageWriter
+        except ImportError:
+            return
+
+        config = self._config
+        self.limiter, self.spend = build_limits(config.redis)
+        self.gate.attach_limits(self.limiter, self.spend)
+        storage = open_storage(config.storage.url)
+        self.storage = storage
+        await storage.start()
+        store = config.storage
+        self.writer = UsageWriter(
+            storage,
+            batch_size=store.batch_size,
+            flush_seconds=store.flush_seconds,
+            max_buffered=store.max_buffered_records,
+            journal_path=journal_path(config),
+        )
+        await self.writer.start()
+        self.gate.add_observer(self.writer.submit)
+        await self.reload_keys()
+        if self.gate.open_mode and not is_loopback(config.server.host):
+            raise OpenModeRefused(
+                f"Refusing to serve on {config.server.host}: there is no admin key and no "
+                "API key, so anyone who can reach this address could use every provider. "
+                "Set auth.admin_key (or LLM_GATEWAY_ADMIN_KEY) and create keys, or bind "
+                "to 127.0.0.1."
+            )
+        self._tasks.append(asyncio.create_task(self._refresh_loop()))
+        if config.redis.url is not None:
+            self._tasks.append(asyncio.create_task(self._listen_for_changes(config.redis.url)))
+
+    async def aclose(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(BaseException):
+                await task
+        await self.gate.drain()
+        if self.writer is not None:
+            await self.writer.aclose()
+        if self._redis is not None:
+            with contextlib.suppress(Exception):
+                await self._redis.aclose()
+        for closer in (self.limiter, self.spend):
+            if closer is not None:
+                with contextlib.suppress(Exception):
+                    await closer.aclose()
+        if self.storage is not None:
+            await self.storage.aclose()
+
+    # -- keys -----------------------------------------------------------------------------
+
+    async def reload_keys(self) -> None:
+        """Replace the gate's snapshot with the store's keys and seed budget counters."""
+        assert self.storage is not None
+        keys = await self.storage.list_keys()
+        self.gate.set_keys(KeyRing(keys))
+        spend = self.spend
+        budgeted = [k for k in keys if k.budget is not None and k.revoked_at is None]
+        if spend is None or not budgeted:
+            return
+        now = time.time()
+        periods = {k.id: period_id(k.budget_period, now) for k in budgeted}
+        spent = await self.storage.spend_by_key({kid: start for kid, (_, start) in periods.items()})
+        for key_id, (period, _) in periods.items():
+            await spend.seed(key_id, period, spent.get(key_id, 0.0))
+
+    async def keys_changed(self) -> None:
+        """After an admin change: reload here, and tell the other replicas."""
+        await self.reload_keys()
+        if self._redis is not None:
+            with contextlib.suppress(Exception):
+                await self._redis.publish(self._channel, b"1")
+
+    async def _refresh_loop(self) -> None:
+        interval = self._config.auth.keys_refresh_seconds
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.reload_keys()
+            except Exception as exc:  # the database is down: keep serving the snapshot
+                log.warning("could not refresh API keys (serving the last snapshot): %s", exc)
+
+    async def _listen_for_changes(self, url: str) -> None:
+        import redis.asyncio as redis
+
+        self._redis = redis.Redis.from_url(url)
+        delay = 0.5
+        while True:
+            try:
+                pubsub = self._redis.pubsub()
+                await pubsub.subscribe(self._channel)
+                delay = 0.5
+                async for message in pubsub.listen():
+                    if message.get("type") == "message":
+                        with contextlib.suppress(Exception):
+                            await self.reload_keys()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning(
+                    "key-change channel lost (%s); retrying in %.1fs", type(exc).__name__, delay
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+
+def journal_path(config: GatewayConfig) -> str:
+    """Where unwritten usage records wait during an outage (see StorageConfig)."""
+    if config.storage.journal_path:
+        return config.storage.journal_path
+    url = config.storage.url
+    if url.startswith("sqlite:///") and not url.endswith(":memory:"):
+        return url.removeprefix("sqlite:///").split("?", 1)[0] + ".usage-journal"
+    return "./gateway-usage.journal"
+
+
+__all__ = ["AccessService", "OpenModeRefused", "is_loopback", "journal_path"]
