@@ -28,7 +28,9 @@ from llm_gateway.api.errors import error_headers, http_error, openai_error_body
 from llm_gateway.api.openai.handlers import ChatCompletions
 from llm_gateway.api.openai.models import ModelCatalog
 from llm_gateway.api.sse import HeartbeatTicker
+from llm_gateway.api.ws.hub import StatusHub
 from llm_gateway.config.schema import GatewayConfig, ModelConfig
+from llm_gateway.core.errors import GatewayError
 from llm_gateway.gate import Gate
 from llm_gateway.gate.service import AccessService
 from llm_gateway.providers.base import Provider
@@ -37,6 +39,8 @@ from llm_gateway.routing.model_table import ModelTable
 from llm_gateway.routing.route import Route
 from llm_gateway.routing.router import ModelPolicy, Router, build_plans
 from llm_gateway.runtime import apply_logging, tune_gc
+from llm_gateway.status import DependencyChecks, HealthChecker, ProviderTracker
+from llm_gateway.status.checks import preferred_models
 from llm_gateway.storage.base import Storage
 
 log = logging.getLogger("llm_gateway")
@@ -71,6 +75,8 @@ class GatewayState:
                 provider_type=cfg.type,
                 first_token_timeout=cfg.first_token_timeout,
                 idle_timeout=cfg.idle_timeout,
+                rpm=cfg.rpm,
+                tpm=cfg.tpm,
             )
             for name, cfg in config.providers.items()
         }
@@ -94,10 +100,20 @@ class GatewayState:
             table=self.table,
             provider_routes=templates,
             on_breaker_change=self._on_breaker_change,
+            on_outcome=self._on_outcome,
         )
-        # Routes whose breaker is not closed, per provider: a provider with any such route
-        # is UNHEALTHY until they all close again.
-        self._tripped: dict[str, set[str]] = {name: set() for name in self.providers}
+        # Provider state from call outcomes, breakers and checks (status/); the lead
+        # registers optional dependencies (database, redis) on ``dependencies``.
+        self.tracker = ProviderTracker(
+            {name: cfg.type for name, cfg in config.providers.items()}, self.unavailable
+        )
+        self.checker = HealthChecker(
+            self.tracker,
+            self.providers,
+            startup_bound=config.status.startup_check_seconds,
+            preferred_models=preferred_models(config.models),
+        )
+        self.dependencies = DependencyChecks()
         self.ticker = HeartbeatTicker(config.server.heartbeat_seconds)
         self.catalog = ModelCatalog(self.router, self.providers)
         admin = config.auth.admin_key
@@ -106,7 +122,10 @@ class GatewayState:
         self.gate = Gate(
             admin_key=admin.get_secret_value() if admin is not None else None, table=self.table
         )
-        self.access = AccessService(config, self.gate)
+        # The live status feed: provider state changes, usage records, periodic status.
+        self.hub = StatusHub(self.tracker, interval=config.status.interval_seconds)
+        self.gate.add_observer(self.hub.on_usage)
+        self.access = AccessService(config, self.gate, self.router)
 
     @property
     def storage(self) -> Storage:
@@ -129,39 +148,29 @@ class GatewayState:
         await self.access.start()
 
     def _on_breaker_change(self, route: Route, old: str, new: str) -> None:
-        tripped = self._tripped.setdefault(route.provider_name, set())
-        before = bool(tripped)
-        if new == "closed":
-            tripped.discard(route.label)
-        else:
-            tripped.add(route.label)
-        if before != bool(tripped):
-            state = "UNHEALTHY" if tripped else "HEALTHY"
-            log.warning(
-                "provider %s is now %s (route %s: %s -> %s)",
-                route.provider_name,
-                state,
-                route.label,
-                old,
-                new,
-            )
+        log.info("route %s circuit: %s -> %s", route.label, old, new)
+        self.tracker.breaker_changed(route.provider_name, route.label, new)
+
+    def _on_outcome(self, route: Route, error: GatewayError | None, seconds: float) -> None:
+        self.tracker.record_outcome(route.provider_name, error, seconds)
 
     def provider_states(self) -> dict[str, str]:
-        """NOT_CONFIGURED, UNHEALTHY (a route's circuit is open) or HEALTHY, per provider."""
-        states = {
-            name: "UNHEALTHY" if self._tripped.get(name) else "HEALTHY" for name in self.providers
-        }
-        states.update({name: "NOT_CONFIGURED" for name in self.unavailable})
-        return states
+        """NOT_CONFIGURED, UNHEALTHY or HEALTHY, per provider (see status/tracker.py)."""
+        return {name: state.value for name, state in self.tracker.states().items()}
 
     def start(self) -> None:
         apply_logging(self.config.logging)
         tune_gc()
         self.ticker.start()
+        self.hub.start()
+        if self.config.status.check_on_startup:
+            self.checker.start()  # never blocks start-up: see status/checks.py
 
     async def aclose(self) -> None:
         await self.access.aclose()
         await self.ticker.stop()
+        await self.checker.aclose()
+        await self.hub.aclose()
         providers: list[Provider] = list(self.providers.values())
         await asyncio.gather(*(p.aclose() for p in providers), return_exceptions=True)
 

@@ -144,23 +144,39 @@ class ChatEndpoint:
             body = self.render(response, request, rid)
         except GatewayError as error:
             watch.finish()
-            ticket.finish(Outcome(status=error.status, error=error, route=trace.route))
+            ticket.finish(
+                Outcome(
+                    status=error.status,
+                    error=error,
+                    route=trace.route,
+                    reservations=trace.reservations,
+                )
+            )
             await self.send_error(send, error, rid)
             return
         except asyncio.CancelledError:
             # The client left: the upstream call is cancelled, the prompt may be billed.
             ticket.finish(
-                Outcome(status=CLIENT_CLOSED, error=ClientDisconnected(""), route=trace.route)
+                Outcome(
+                    status=CLIENT_CLOSED,
+                    error=ClientDisconnected(""),
+                    route=trace.route,
+                    reservations=trace.reservations,
+                )
             )
             raise
         except Exception as exc:
             failure = internal_error(exc)
             watch.finish()
-            ticket.finish(Outcome(status=500, error=failure, route=trace.route))
+            ticket.finish(
+                Outcome(
+                    status=500, error=failure, route=trace.route, reservations=trace.reservations
+                )
+            )
             await self.send_error(send, failure, rid)
             return
         watch.finish()
-        ticket.finish(Outcome(route=route, usage=response.usage))
+        ticket.finish(Outcome(route=route, usage=response.usage, reservations=trace.reservations))
         headers = self.id_headers(rid)
         headers += gateway_headers(route, trace, ticket.started)
         headers += ticket.headers()
@@ -189,7 +205,7 @@ class ChatEndpoint:
         encoder = self.stream_encoder(request, rid, options)
         trace = CallTrace()
         meter = StreamMeter(ticket.started)
-        outcome = Outcome(streamed=True)
+        outcome = Outcome(streamed=True, reservations=trace.reservations)
         try:
             try:
                 route, first, events = await self._router.open_stream(plan, request, trace)

@@ -77,6 +77,8 @@ class Outcome(msgspec.Struct, kw_only=True):
     produced_text: str = ""  # counted locally when ``usage`` is None
     streamed: bool = False
     cache_hit: bool = False
+    # The routes' own rate-limit reservations (``CallTrace.reservations``).
+    reservations: list[Reservation] = msgspec.field(default_factory=list)
 
 
 def period_id(period: BudgetPeriod, now: float) -> tuple[str, float]:
@@ -389,6 +391,12 @@ class Gate:
         limit = ticket._limit
         if limit is not None and self._limiter is not None:
             self._spawn(self._limiter.settle(limit, usage.prompt_tokens + usage.completion_tokens))
+        if outcome.reservations and self._limiter is not None:
+            used = usage.prompt_tokens + usage.completion_tokens
+            answered = f"route:{route.label}" if route is not None else None
+            for taken in outcome.reservations:
+                tokens = used if taken.rules[0].subject == answered else 0
+                self._spawn(self._limiter.settle(taken, tokens))
         spend = ticket._spend
         if spend is not None and self._spend is not None:
             self._spawn(self._spend.settle(spend, cost))

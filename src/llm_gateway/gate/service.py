@@ -14,13 +14,17 @@ import contextlib
 import ipaddress
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llm_gateway.config.schema import GatewayConfig
 from llm_gateway.gate.gate import Gate, period_id
 from llm_gateway.gate.keys import KeyRing
 from llm_gateway.limits.base import RateLimiter, SpendCounter
+from llm_gateway.routing.router import Router
 from llm_gateway.storage.base import Storage
+
+if TYPE_CHECKING:  # imported at start-up only: redis and SQLAlchemy cost import time
+    from llm_gateway.limits import Limits
 
 log = logging.getLogger("llm_gateway.gate")
 
@@ -41,30 +45,31 @@ class OpenModeRefused(RuntimeError):
 
 
 class AccessService:
-    def __init__(self, config: GatewayConfig, gate: Gate) -> None:
+    def __init__(self, config: GatewayConfig, gate: Gate, router: Router) -> None:
         self._config = config
         self.gate = gate
+        self.router = router
         self.storage: Storage | None = None
         self.writer: Any = None  # storage.writer.UsageWriter once started
         self.limiter: RateLimiter | None = None
         self.spend: SpendCounter | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._limits: Limits | None = None
         self._redis: Any = None
         self._channel = f"{config.redis.prefix}:keys-changed"
 
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        try:  # TEMPORARY while storage and limits are being built: remove before commit
-            from llm_gateway.limits import build_limits
-            from llm_gateway.storage import open_storage
-            from llm_gateway.storage.writer import UsageWriter
-        except ImportError:
-            return
+        from llm_gateway.limits import build as build_limits
+        from llm_gateway.storage import default_journal_path, open_storage
+        from llm_gateway.storage.writer import UsageWriter
 
         config = self._config
-        self.limiter, self.spend = build_limits(config.redis)
+        self._limits = build_limits(config.redis)
+        self.limiter, self.spend = self._limits.limiter, self._limits.spend
         self.gate.attach_limits(self.limiter, self.spend)
+        self.router.attach_limiter(self.limiter)
         storage = open_storage(config.storage.url)
         self.storage = storage
         await storage.start()
@@ -74,7 +79,7 @@ class AccessService:
             batch_size=store.batch_size,
             flush_seconds=store.flush_seconds,
             max_buffered=store.max_buffered_records,
-            journal_path=journal_path(config),
+            journal_path=store.journal_path or default_journal_path(store.url),
         )
         await self.writer.start()
         self.gate.add_observer(self.writer.submit)
@@ -102,10 +107,9 @@ class AccessService:
         if self._redis is not None:
             with contextlib.suppress(Exception):
                 await self._redis.aclose()
-        for closer in (self.limiter, self.spend):
-            if closer is not None:
-                with contextlib.suppress(Exception):
-                    await closer.aclose()
+        if self._limits is not None:
+            with contextlib.suppress(Exception):
+                await self._limits.aclose()
         if self.storage is not None:
             await self.storage.aclose()
 
@@ -166,14 +170,4 @@ class AccessService:
                 delay = min(delay * 2, 10.0)
 
 
-def journal_path(config: GatewayConfig) -> str:
-    """Where unwritten usage records wait during an outage (see StorageConfig)."""
-    if config.storage.journal_path:
-        return config.storage.journal_path
-    url = config.storage.url
-    if url.startswith("sqlite:///") and not url.endswith(":memory:"):
-        return url.removeprefix("sqlite:///").split("?", 1)[0] + ".usage-journal"
-    return "./gateway-usage.journal"
-
-
-__all__ = ["AccessService", "OpenModeRefused", "is_loopback", "journal_path"]
+__all__ = ["AccessService", "OpenModeRefused", "is_loopback"]

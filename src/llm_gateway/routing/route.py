@@ -16,6 +16,8 @@ class Route(msgspec.Struct, frozen=True):
     provider_type: str = ""  # e.g. "openai", "bedrock": the key into the model table
     first_token_timeout: float | None = None  # the provider's own settings
     idle_timeout: float | None = None
+    rpm: int | None = None  # this route's own limits (the provider's rpm/tpm settings)
+    tpm: int | None = None
 
     @property
     def label(self) -> str:

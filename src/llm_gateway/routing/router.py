@@ -44,14 +44,17 @@ from llm_gateway.core.errors import (
     GatewayError,
     ModelNotFoundError,
     ProviderUnavailableError,
+    RateLimitError,
     TotalTimeoutError,
     UpstreamError,
 )
 from llm_gateway.core.events import StreamEvent
 from llm_gateway.core.types import ChatRequest, ChatResponse
+from llm_gateway.limits.base import LimitRule, RateLimiter, RateLimitExceeded, Reservation
 from llm_gateway.providers.base import Provider
 from llm_gateway.routing.backoff import retry_delay, should_retry
 from llm_gateway.routing.breaker import CircuitBreaker
+from llm_gateway.routing.estimate import estimate_completion_tokens, estimate_prompt_tokens
 from llm_gateway.routing.hedging import hedge_delay
 from llm_gateway.routing.route import Route
 from llm_gateway.routing.stats import StatsBook
@@ -112,13 +115,23 @@ class CallTrace:
     after the first byte still says something about the route's health.
     """
 
-    __slots__ = ("_on_finished", "attempts", "route", "sleep_seconds", "upstream_seconds")
+    __slots__ = (
+        "_on_finished",
+        "attempts",
+        "reservations",
+        "route",
+        "sleep_seconds",
+        "upstream_seconds",
+    )
 
     def __init__(self) -> None:
         self.attempts = 0
         self.upstream_seconds = 0.0
         self.sleep_seconds = 0.0
         self.route: Route | None = None
+        # Route rate-limit reservations taken for this call; the gate settles the one of
+        # the route that answered with the real usage, and releases the others.
+        self.reservations: list[Reservation] = []
         self._on_finished: Callable[[GatewayError | None], None] | None = None
 
     def finished(self, error: GatewayError | None) -> None:
@@ -158,6 +171,7 @@ class Router:
         rng: random.Random | None = None,
         on_breaker_change: Callable[[Route, str, str], None] | None = None,
         provider_routes: Mapping[str, Route] | None = None,
+        on_outcome: Callable[[Route, GatewayError | None, float], None] | None = None,
     ) -> None:
         self._providers = dict(providers)
         self._unavailable = dict(unavailable)
@@ -169,8 +183,40 @@ class Router:
         self.stats = stats or StatsBook()
         self._breakers: dict[str, CircuitBreaker] = {}
         self._on_breaker_change = on_breaker_change
+        # Told how every upstream attempt ended (error or None, seconds): provider state.
+        self._on_outcome = on_outcome
         # A template route per provider (type and timeouts), for direct addressing.
         self._provider_routes = dict(provider_routes or {})
+        self._limiter: RateLimiter | None = None
+
+    def attach_limiter(self, limiter: RateLimiter | None) -> None:
+        """Enforce routes' rpm/tpm with ``limiter`` (set once limits are built at start-up)."""
+        self._limiter = limiter
+
+    async def _route_admits(
+        self, route: Route, request: ChatRequest, trace: CallTrace, failures: _Failures
+    ) -> bool:
+        """Reserves the route's own rate limit; a route at its limit is skipped like an
+        upstream 429, so fallback to the next route still happens."""
+        limiter = self._limiter
+        if limiter is None or (route.rpm is None and route.tpm is None):
+            return True
+        rule = LimitRule(f"route:{route.label}", route.rpm, route.tpm)
+        tokens = estimate_prompt_tokens(request) + estimate_completion_tokens(request)
+        try:
+            trace.reservations.append(await limiter.reserve((rule,), tokens))
+        except RateLimitExceeded as exc:
+            failures.add(
+                route,
+                RateLimitError(
+                    f"route {route.label} is at its own {exc.dimension} per minute limit "
+                    f"({exc.state.limit})",
+                    retry_after=exc.retry_after,
+                    code="route_rate_limited",
+                ),
+            )
+            return False
+        return True
 
     # -- resolution ------------------------------------------------------------------------
 
@@ -287,6 +333,8 @@ class Router:
             if not breaker.allow():
                 failures.add(route, _circuit_open(route, breaker.retry_in()))
                 continue
+            if not await self._route_admits(route, request, trace, failures):
+                continue
             if hedge is not None and index < len(candidates):
                 hedged, partner_started = await self._hedged(
                     plan, route, candidates[index], trace, attempt, deadline, failures, discard
@@ -351,6 +399,8 @@ class Router:
             if _counts_against_route(error):
                 breaker.record_failure()
                 self.stats.record(route.label, ttft=None, latency=elapsed, ok=False)
+            if self._on_outcome is not None:
+                self._on_outcome(route, error, elapsed)
             raise
         except asyncio.CancelledError:
             trace.upstream_seconds += time.monotonic() - started
@@ -363,6 +413,8 @@ class Router:
         trace.route = route
         breaker.record_success()
         self.stats.record(route.label, ttft=elapsed, latency=elapsed, ok=True)
+        if self._on_outcome is not None:
+            self._on_outcome(route, None, elapsed)
         return result
 
     async def _hedged(
@@ -535,12 +587,15 @@ class Router:
         label = route.label
         stats = self.stats
         started = loop.time()
+        on_outcome = self._on_outcome
 
         def on_finished(error: GatewayError | None) -> None:
             # A failure after the first byte still says something about the route.
             if error is not None and _counts_against_route(error):
                 breaker.record_failure()
             stats.record(label, ttft=None, latency=loop.time() - started, ok=error is None)
+            if error is not None and on_outcome is not None:
+                on_outcome(route, error, loop.time() - started)
 
         trace._on_finished = on_finished
         return route, first, iterator
