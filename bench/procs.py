@@ -181,16 +181,25 @@ def core_busy_s() -> dict[int, float]:
 
 
 async def http_once(
-    host: str, port: int, method: str, path: str, body: bytes = b"", timeout_s: float = 5.0
+    host: str,
+    port: int,
+    method: str,
+    path: str,
+    body: bytes = b"",
+    timeout_s: float = 5.0,
+    headers: str = "",
 ) -> tuple[int, bytes]:
-    """One ``Connection: close`` request; returns (status, raw body).  Raises OSError."""
+    """One ``Connection: close`` request; returns (status, raw body).  Raises OSError.
+
+    ``headers`` are extra raw header lines, each ending in CRLF."""
 
     async def go() -> tuple[int, bytes]:
         reader, writer = await asyncio.open_connection(host, port)
         try:
             head = (
                 f"{method} {path} HTTP/1.1\r\nhost: {host}:{port}\r\nconnection: close\r\n"
-                f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
+                f"content-type: application/json\r\ncontent-length: {len(body)}\r\n"
+                f"{headers}\r\n"
             )
             writer.write(head.encode() + body)
             raw = await reader.read(-1)
@@ -200,8 +209,8 @@ async def http_once(
         parts = status_line.split()
         if len(parts) < 2 or not parts[1].isdigit():
             raise OSError(f"bad response: {raw[:80]!r}")
-        headers, _, payload = rest.partition(b"\r\n\r\n")
-        if b"transfer-encoding: chunked" in headers.lower():
+        head_block, _, payload = rest.partition(b"\r\n\r\n")
+        if b"transfer-encoding: chunked" in head_block.lower():
             payload = _dechunk(payload)
         return int(parts[1]), payload
 

@@ -46,6 +46,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DRIVER_CORE, FAKE_CORE, GATEWAY_CORE = 1, 1, 0
 PACED_MS = 50
 WORKDIRS: list[Path] = []
+# "authorization: Bearer ...\r\n" for the gateway when --access needs a key.
+AUTH_HEADER = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,11 +136,46 @@ def child_env(config: Path) -> dict[str, str]:
     return env
 
 
-def write_config(workdir: Path, upstream_port: int, max_connections: int | None) -> Path:
+ADMIN_KEY = "bench-admin-key"
+
+
+def access_config(access: str, workdir: Path) -> str:
+    """Config lines for --access: open (no keys; the ledger still records every call),
+    keys (a key with limits and a budget, in-process counters), keys-redis (on Redis)."""
+    lines = f"storage: {{url: 'sqlite:///{workdir}/gateway.db'}}\n"
+    if access != "open":
+        lines += f"auth: {{admin_key: {ADMIN_KEY}}}\n"
+    if access == "keys-redis":
+        lines += f"redis: {{url: 'redis://127.0.0.1:6379/0', prefix: bench-{os.getpid()}}}\n"
+    return lines
+
+
+def create_bench_key(workdir: Path) -> str:
+    """A key whose limits and budget are checked on every call but never reached."""
+    from llm_gateway.gate.keys import mint_key
+    from llm_gateway.storage import open_storage
+
+    secret, key = mint_key("bench", rpm=10**9, tpm=10**12, budget=10.0**9)
+
+    async def store() -> None:
+        storage = open_storage(f"sqlite:///{workdir}/gateway.db")
+        await storage.start()
+        try:
+            await storage.add_key(key)
+        finally:
+            await storage.aclose()
+
+    asyncio.run(store())
+    return secret
+
+
+def write_config(
+    workdir: Path, upstream_port: int, max_connections: int | None, access: str = "open"
+) -> Path:
     path = workdir / "bench-gateway.yaml"
     extra = f", max_connections: {max_connections}" if max_connections else ""
     path.write_text(
-        "providers:\n"
+        access_config(access, workdir) + "providers:\n"
         f"  fake: {{type: openai_compatible, base_url: http://{HOST}:{upstream_port}/v1{extra}}}\n"
         "models:\n"
         "  bench: {routes: [{provider: fake, model: bench-model}]}\n"
@@ -186,7 +223,9 @@ class Gateway:
             if self.proc.poll() is not None:
                 raise GatewayError(f"gateway exited with {self.proc.returncode}\n{self.log_tail()}")
             try:
-                status, payload = await procs.http_once(HOST, self.port, "POST", PATH, body, 5.0)
+                status, payload = await procs.http_once(
+                    HOST, self.port, "POST", PATH, body, 5.0, AUTH_HEADER
+                )
                 if status == 200:
                     return (time.perf_counter() - t0) * 1000.0
                 last = f"HTTP {status}: {payload[:300]!r}"
@@ -322,9 +361,10 @@ def brief(res: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
-async def warm_gateway(gw: Gateway) -> None:
+async def warm_gateway(gw: Gateway, api_key: str | None = None) -> None:
     """A few hundred requests of each kind so lazy imports and pools exist before 'idle'."""
-    target = Target("gateway", gw.port, "bench", "bench-paced")
+    auth = (("authorization", f"Bearer {api_key}"),) if api_key else ()
+    target = Target("gateway", gw.port, "bench", "bench-paced", auth)
     for scen in (Scenario("w", 8, False, 16, 400, 5), Scenario("w", 8, True, 50, 100, 5)):
         pool = Pool(HOST, gw.port, scen.concurrency)
         try:
@@ -339,7 +379,7 @@ async def check_gateway_shape(gw: Gateway) -> list[str]:
     body = json.dumps(
         {"model": "bench", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 16}
     ).encode()
-    status, payload = await procs.http_once(HOST, gw.port, "POST", PATH, body)
+    status, payload = await procs.http_once(HOST, gw.port, "POST", PATH, body, 5.0, AUTH_HEADER)
     try:
         obj = json.loads(payload)
         content = obj["choices"][0]["message"]["content"]
@@ -447,7 +487,12 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
         print(
             f"fake upstream on {HOST}:{fake_port} (pid {fake.pid}, core {FAKE_CORE if pin else '-'})"
         )
-        config = write_config(workdir, fake_port, args.upstream_max_connections)
+        config = write_config(workdir, fake_port, args.upstream_max_connections, args.access)
+        if args.access != "open":
+            global AUTH_HEADER
+            args.api_key = create_bench_key(workdir)
+            AUTH_HEADER = f"authorization: Bearer {args.api_key}\r\n"
+        meta["access"] = args.access
         meta["gateway_config"] = config.read_text()
         meta["gateway_cmd"] = args.gateway_cmd or default_gateway_cmd()
         if not args.no_gateway:
@@ -464,7 +509,7 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
                 proc_info = {"status": "ok", "cold_start_ms_runs": colds}
                 proc_info["cold_start_ms"] = sorted(colds)[len(colds) // 2]
                 proc_info["shape_problems"] = await check_gateway_shape(gateway)
-                await warm_gateway(gateway)
+                await warm_gateway(gateway, args.api_key)
                 await asyncio.sleep(1.0)
                 proc_info["idle_rss_mb"] = procs.tree_kb(gateway.proc.pid, "VmRSS") / 1024
                 print(
@@ -556,6 +601,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-gateway", action="store_true", help="direct only (harness check)")
     parser.add_argument("--api-key", default=None, help="bearer key for the gateway, if not open")
+    parser.add_argument(
+        "--access",
+        choices=("open", "keys", "keys-redis"),
+        default="open",
+        help="open: no keys (ledger on); keys: a key with limits and budget, in-process "
+        "counters; keys-redis: the same on Redis (default: open)",
+    )
     parser.add_argument("--scenarios", default=None, help="comma list: lat_c1,tput_c64,ttft_c1,...")
     parser.add_argument("--cold-starts", type=int, default=None, help="default 3 (--quick: 1)")
     parser.add_argument("--startup-timeout", type=float, default=60.0)

@@ -32,7 +32,7 @@ from llm_gateway.api.ws.hub import StatusHub
 from llm_gateway.config.schema import GatewayConfig, ModelConfig
 from llm_gateway.core.errors import GatewayError
 from llm_gateway.gate import Gate
-from llm_gateway.gate.service import AccessService
+from llm_gateway.gate.service import AccessService, OpenModeRefused
 from llm_gateway.providers.base import Provider
 from llm_gateway.providers.registry import build_providers
 from llm_gateway.routing.model_table import ModelTable
@@ -235,6 +235,10 @@ class GatewayApp:
                     self.state.start()
                     await self.state.start_access()
                     self._start_loading_api()
+                except OpenModeRefused as exc:  # a refusal, not a crash: no traceback
+                    log.error("%s", exc)
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
                 except Exception as exc:
                     log.exception("start-up failed")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})

@@ -288,3 +288,23 @@ def test_stream_meter_collects_text_usage_and_first_token_time() -> None:
     meter.observe([UsageEvent(Usage(3, 4, 7))])
     assert meter.usage == Usage(3, 4, 7) and meter.chunks == 3
     assert meter.ttft_ms is not None and meter.ttft_ms >= 50
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("127.8.0.1", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("localhost", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("10.0.0.5", False),
+        ("gateway.internal", False),
+    ],
+)
+def test_loopback_addresses(host: str, loopback: bool) -> None:
+    from llm_gateway.gate.service import is_loopback
+
+    assert is_loopback(host) is loopback
