@@ -90,6 +90,11 @@ async def test_concurrent_requests_cannot_overspend_a_budget(counter: str) -> No
         finally:
             await store.aclose()
         spent = sum(r.cost for r in records)
-        assert len(records) == len(ok)
+        served = [r for r in records if r.status == 200]
+        assert sorted(r.request_id for r in served) == sorted(a.headers["x-request-id"] for a in ok)
+        # Refusals are in the ledger too, costing nothing.
+        rejected = [r for r in records if r.status == 402]
+        assert len(rejected) == len(refused) and all(r.cost == 0 for r in rejected)
+        assert {r.error_code for r in rejected} == {"insufficient_quota"}
         assert spent <= budget + reservation
         assert len(ok) >= ALLOWED  # the budget was used, not refused early

@@ -103,18 +103,27 @@ class ChatEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.monotonic()
         rid = request_id(scope)
+        caller = None
+        model = None
         try:
             caller = self._gate.authenticate(scope)
             body = await read_body(scope, receive, self._max_body)
             request, options = self.parse(body)
+            model = request.model
             if len(request.messages) > self._max_messages:
                 raise self.too_many_messages(len(request.messages))
-            plan = self._router.resolve(request.model)
+            plan = self._router.resolve(model)
             request = plan.prepare(request)
             ticket = await self._gate.admit(
                 caller, plan, request, endpoint=self.endpoint, request_id=rid, started=started
             )
         except GatewayError as error:
+            if caller is not None and model is not None:
+                # Refused for a known caller and model (limit, budget, allow-list, unknown
+                # model): the ledger keeps it, so dashboards see rejections too.
+                self._gate.reject(
+                    caller, model, error, endpoint=self.endpoint, request_id=rid, started=started
+                )
             await self.send_error(send, error, rid)
             return
         watch = DisconnectWatch(receive)

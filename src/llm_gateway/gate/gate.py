@@ -331,6 +331,37 @@ class Gate:
         ticket.prompt_tokens = prompt
         return ticket
 
+    def reject(
+        self,
+        caller: Caller,
+        model: str,
+        error: GatewayError,
+        *,
+        endpoint: str,
+        request_id: str,
+        started: float,
+    ) -> None:
+        """Record a request refused before any upstream call (nothing consumed)."""
+        self._emit(
+            UsageRecord(
+                request_id=request_id,
+                created_at=time.time(),
+                endpoint=endpoint,
+                model=model,
+                key_id=caller.key_id,
+                latency_ms=(time.monotonic() - started) * 1000.0,
+                status=error.status,
+                error_code=error.code,
+            )
+        )
+
+    def _emit(self, record: UsageRecord) -> None:
+        for observer in self._observers:
+            try:
+                observer(record)
+            except Exception:  # an observer's bug must not fail the request
+                log.exception("usage observer failed")
+
     def _estimate_cost(self, plan: ModelPlan, request: ChatRequest, prompt: int) -> float:
         """The dearest route's price for the prompt and the expected completion."""
         completion = estimate_completion_tokens(request)
@@ -400,11 +431,7 @@ class Gate:
         spend = ticket._spend
         if spend is not None and self._spend is not None:
             self._spawn(self._spend.settle(spend, cost))
-        for observer in self._observers:
-            try:
-                observer(record)
-            except Exception:  # an observer's bug must not fail the request
-                log.exception("usage observer failed")
+        self._emit(record)
         return record
 
     def _spawn(self, work: Any) -> None:
