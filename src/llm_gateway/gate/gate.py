@@ -13,7 +13,8 @@ import fnmatch
 import hmac
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections import deque
+from collections.abc import Callable, Coroutine, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -213,7 +214,8 @@ class Gate:
         self._spend = spend
         self.keys = keys or KeyRing()
         self._observers: list[UsageObserver] = []
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._queue: deque[Coroutine[Any, Any, None]] = deque()
+        self._runner: asyncio.Future[None] | None = None
 
     # -- who is calling -------------------------------------------------------------------
 
@@ -313,7 +315,8 @@ class Gate:
                 spend = await self._spend.reserve(key.id, period, key.budget, amount)
             except BudgetExceeded as exc:
                 if limit is not None:
-                    self._spawn(self._limiter.settle(limit, 0))  # type: ignore[union-attr]
+                    assert self._limiter is not None
+                    self._spawn(self._limiter.settle(limit, 0))
                 raise InsufficientQuotaError(
                     f"This API key's {key.budget_period} budget of ${exc.budget:.2f} is used "
                     f"up (spent ${exc.spent:.4f}).",
@@ -434,20 +437,30 @@ class Gate:
         self._emit(record)
         return record
 
-    def _spawn(self, work: Any) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._settled)
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Queue a settlement; one background task runs them in order.
 
-    def _settled(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.warning("settling a reservation failed: %s", task.exception())
+        A task per settlement cost more than the whole gate (measured: ~25 us of task
+        creation and scheduling per request); awaiting a queued coroutine that never
+        suspends (the in-process limiter) costs about one microsecond.
+        """
+        self._queue.append(work)
+        if self._runner is None or self._runner.done():
+            self._runner = asyncio.ensure_future(self._run_settlements())
+
+    async def _run_settlements(self) -> None:
+        queue = self._queue
+        while queue:
+            work = queue.popleft()
+            try:
+                await work
+            except Exception as exc:  # a reservation then simply expires with its window
+                log.warning("settling a reservation failed: %s", exc)
 
     async def drain(self) -> None:
         """Wait for pending settlements (shutdown)."""
-        if self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        while self._runner is not None and not self._runner.done():
+            await asyncio.shield(self._runner)
 
 
 __all__ = [
