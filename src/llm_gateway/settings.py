@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     admin_key: SecretStr | None = None
     max_body_bytes: int | None = Field(None, gt=0)
     heartbeat_seconds: float | None = Field(None, gt=0)
+    storage_url: str | None = Field(None, description="storage.url (SQLite or Postgres).")
+    redis_url: str | None = Field(None, description="redis.url (shared limits across replicas).")
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -70,6 +72,8 @@ class Settings(BaseSettings):
             (("server", "heartbeat_seconds"), self.heartbeat_seconds),
             (("logging", "level"), self.log_level),
             (("auth", "admin_key"), self.admin_key),
+            (("storage", "url"), self.storage_url),
+            (("redis", "url"), self.redis_url),
         ]
         out: dict[str, Any] = {}
         for (section, key), value in pairs:

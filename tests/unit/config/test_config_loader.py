@@ -348,7 +348,7 @@ def test_unknown_key_suggests_the_right_one(write: WriteFile) -> None:
 def test_unknown_key_without_close_match_lists_valid_keys(write: WriteFile) -> None:
     path = write("gateway.yaml", "auth: {zzz: 1}\n")
     assert errors_of(path, env={}) == [
-        f"{path}: auth.zzz: unknown key; valid keys: admin_key (line 1)"
+        f"{path}: auth.zzz: unknown key; valid keys: admin_key, keys_refresh_seconds (line 1)"
     ]
 
 
