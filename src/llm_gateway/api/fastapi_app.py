@@ -16,11 +16,14 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from llm_gateway import __version__
+from llm_gateway.api.admin import admin_routes
 from llm_gateway.api.anthropic.openapi import anthropic_openapi
 from llm_gateway.api.errors import error_headers, http_error, openai_error_body
+from llm_gateway.api.gateway.status_routes import status_routes
 from llm_gateway.api.openai.model_routes import models_routes
 from llm_gateway.api.openai.stream import error_payload
 from llm_gateway.api.openai.wire import request_schema
+from llm_gateway.api.ws.status import status_ws_routes
 from llm_gateway.core.errors import GatewayError, InvalidRequestError
 
 if TYPE_CHECKING:
@@ -132,19 +135,11 @@ def build_api(state: GatewayState) -> FastAPI:
         return JSONResponse(error_payload(err), status_code=400)
 
     api.include_router(models_routes(state.catalog))
+    api.include_router(admin_routes(state))
 
-    @api.get("/health", tags=["Gateway"], summary="Overall health and each provider's state")
-    async def health() -> dict[str, Any]:
-        states = state.provider_states()
-        usable = [name for name, value in states.items() if value != "NOT_CONFIGURED"]
-        healthy = [name for name in usable if states[name] == "HEALTHY"]
-        if not healthy:
-            status = "unhealthy"
-        elif len(healthy) < len(usable):
-            status = "degraded"
-        else:
-            status = "healthy"
-        return {"status": status, "providers": states}
+    # /health, /api/llm/providers, /api/llm/health and the live status feed (status/).
+    api.include_router(status_routes(state))
+    api.include_router(status_ws_routes(state))
 
     api.openapi = lambda: _openapi(api)  # type: ignore[method-assign]
     return api

@@ -6,7 +6,9 @@ import click
 
 from llm_gateway import __version__
 from llm_gateway.cli.check_config import check_config
+from llm_gateway.cli.keys import keys
 from llm_gateway.cli.serve import serve
+from llm_gateway.cli.usage import usage
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -17,6 +19,8 @@ def cli() -> None:
 
 cli.add_command(serve)
 cli.add_command(check_config)
+cli.add_command(keys)
+cli.add_command(usage)
 
 
 def main() -> None:
