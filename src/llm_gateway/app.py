@@ -159,6 +159,9 @@ class GatewayState:
         return {name: state.value for name, state in self.tracker.states().items()}
 
     def start(self) -> None:
+        from llm_gateway.accounting.tokens import warm_up
+
+        warm_up()  # the tokenizer loads in a thread; counts use the estimate until then
         apply_logging(self.config.logging)
         tune_gc()
         self.ticker.start()

@@ -37,6 +37,16 @@ def request_id(scope: Scope) -> str:
     return os.urandom(16).hex()  # 128 random bits, as uuid4 has, without a UUID object
 
 
+def ledger_id(scope: Scope, rid: str) -> str:
+    """The id the usage ledger keeps this request under: ``rid`` when the gateway made it,
+    else the caller's ``x-request-id`` with a random suffix. Callers reuse their ids
+    (retries, fixed ids in scripts); the ledger is exactly-once by id, so a reused id
+    must not make a second request's record look like a duplicate of the first."""
+    if header(scope, b"x-request-id") is None:
+        return rid
+    return f"{rid}~{os.urandom(4).hex()}"
+
+
 async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     """The whole request body, refusing more than ``limit`` bytes with a 413."""
     declared = header(scope, b"content-length")

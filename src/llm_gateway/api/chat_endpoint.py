@@ -16,7 +16,15 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
-from llm_gateway.api.asgi import DisconnectWatch, Receive, Scope, Send, read_body, request_id
+from llm_gateway.api.asgi import (
+    DisconnectWatch,
+    Receive,
+    Scope,
+    Send,
+    ledger_id,
+    read_body,
+    request_id,
+)
 from llm_gateway.api.headers import gateway_headers
 from llm_gateway.api.sse import HeartbeatTicker, SSEResponse
 from llm_gateway.core.errors import GatewayError, InvalidRequestError, UpstreamError
@@ -115,14 +123,24 @@ class ChatEndpoint:
             plan = self._router.resolve(model)
             request = plan.prepare(request)
             ticket = await self._gate.admit(
-                caller, plan, request, endpoint=self.endpoint, request_id=rid, started=started
+                caller,
+                plan,
+                request,
+                endpoint=self.endpoint,
+                request_id=ledger_id(scope, rid),
+                started=started,
             )
         except GatewayError as error:
             if caller is not None and model is not None:
                 # Refused for a known caller and model (limit, budget, allow-list, unknown
                 # model): the ledger keeps it, so dashboards see rejections too.
                 self._gate.reject(
-                    caller, model, error, endpoint=self.endpoint, request_id=rid, started=started
+                    caller,
+                    model,
+                    error,
+                    endpoint=self.endpoint,
+                    request_id=ledger_id(scope, rid),
+                    started=started,
                 )
             await self.send_error(send, error, rid)
             return

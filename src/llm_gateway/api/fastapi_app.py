@@ -19,10 +19,14 @@ from llm_gateway import __version__
 from llm_gateway.api.admin import admin_routes
 from llm_gateway.api.anthropic.openapi import anthropic_openapi
 from llm_gateway.api.errors import error_headers, http_error, openai_error_body
+from llm_gateway.api.gateway.generate_routes import generate_routes
+from llm_gateway.api.gateway.model_routes import catalog_routes
 from llm_gateway.api.gateway.status_routes import status_routes
 from llm_gateway.api.openai.model_routes import models_routes
 from llm_gateway.api.openai.stream import error_payload
 from llm_gateway.api.openai.wire import request_schema
+from llm_gateway.api.ws.chat import OPENAPI_TAG as WS_CHAT_TAG
+from llm_gateway.api.ws.chat import chat_ws_routes
 from llm_gateway.api.ws.status import status_ws_routes
 from llm_gateway.core.errors import GatewayError, InvalidRequestError
 
@@ -102,6 +106,8 @@ def _openapi(api: FastAPI) -> dict[str, Any]:
     paths, anthropic_components = anthropic_openapi()
     components.update(anthropic_components)
     doc["paths"].update(paths)
+    # FastAPI leaves WebSocket routes out of OpenAPI: their protocols are described as tags.
+    doc.setdefault("tags", []).append(WS_CHAT_TAG)
     api.openapi_schema = doc
     return doc
 
@@ -136,6 +142,9 @@ def build_api(state: GatewayState) -> FastAPI:
 
     api.include_router(models_routes(state.catalog))
     api.include_router(admin_routes(state))
+    api.include_router(generate_routes(state))
+    api.include_router(catalog_routes(state))
+    api.include_router(chat_ws_routes(state))
 
     # /health, /api/llm/providers, /api/llm/health and the live status feed (status/).
     api.include_router(status_routes(state))

@@ -359,6 +359,8 @@ class ModelCapabilitiesConfig(_Section):
     vision: bool | None = None
     json_mode: bool | None = None
     reasoning: bool | None = None
+    coding: bool | None = None
+    embeddings: bool | None = None
 
 
 class ModelTableEntryConfig(_Section):

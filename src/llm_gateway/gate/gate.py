@@ -41,7 +41,7 @@ from llm_gateway.limits.base import (
     SpendCounter,
     SpendReservation,
 )
-from llm_gateway.routing.estimate import estimate_completion_tokens
+from llm_gateway.routing.estimate import estimate_completion_tokens, estimate_prompt_tokens
 from llm_gateway.routing.model_table import ModelTable, usage_cost
 from llm_gateway.routing.route import Route
 from llm_gateway.routing.router import ModelPlan
@@ -149,7 +149,6 @@ class Ticket:
         "caller",
         "endpoint",
         "model",
-        "prompt_tokens",
         "request",
         "request_id",
         "started",
@@ -177,7 +176,6 @@ class Ticket:
         self._limit = limit
         self._spend = spend
         self._done = False
-        self.prompt_tokens: int | None = None
 
     def headers(self) -> list[tuple[bytes, bytes]]:
         """``x-ratelimit-*`` of the key's limits, for a successful response."""
@@ -296,9 +294,10 @@ class Gate:
             )
         self.check_model(caller, request.model)
         limit: Reservation | None = None
-        prompt: int | None = None
+        # Reservations use the sub-microsecond estimate; exact counting (tens of
+        # microseconds) is kept for recording usage the provider did not report.
+        prompt = estimate_prompt_tokens(request)
         if self._limiter is not None and (key.rpm is not None or key.tpm is not None):
-            prompt = count_prompt(request)
             estimate = prompt + estimate_completion_tokens(request)
             rule = LimitRule(f"key:{key.id}", key.rpm, key.tpm)
             try:
@@ -307,8 +306,6 @@ class Gate:
                 raise rate_limit_error(exc) from None
         spend: SpendReservation | None = None
         if self._spend is not None and key.budget is not None:
-            if prompt is None:
-                prompt = count_prompt(request)
             amount = self._estimate_cost(plan, request, prompt)
             period, _ = period_id(key.budget_period, time.time())
             try:
@@ -331,7 +328,6 @@ class Gate:
             limit=limit,
             spend=spend,
         )
-        ticket.prompt_tokens = prompt
         return ticket
 
     def reject(
@@ -388,8 +384,7 @@ class Gate:
             produced = outcome.produced_text
             prompt = 0
             if route is not None:  # no upstream answered: nothing was consumed
-                known = ticket.prompt_tokens
-                prompt = count_prompt(ticket.request) if known is None else known
+                prompt = count_prompt(ticket.request)
             completion = count_text(produced) if produced else 0
             usage = Usage(
                 prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion

@@ -63,12 +63,22 @@ class LongContextPrices(Prices, frozen=True, forbid_unknown_fields=True):
 
 
 class Capabilities(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """What a route can honour through this gateway; None is unknown."""
+    """What a route can honour through this gateway; None is unknown.
+
+    ``coding`` marks models a client looking for a coding model should be offered: models
+    built for code (``*coder*``, Codestral, Devstral, ``gpt-*-codex``), every Claude model
+    (Anthropic positions the family for code), and general models their vendor recommends
+    for coding at ``prices_as_of`` (GPT-4.1, GPT-5 and GPT-5 mini, o3/o3-mini/o4-mini,
+    Gemini 2.5 Pro, DeepSeek V3.2). It is set only where true. ``embeddings`` marks
+    embedding models, which have no chat capability.
+    """
 
     tools: bool | None = None
     vision: bool | None = None
     json_mode: bool | None = None
     reasoning: bool | None = None
+    coding: bool | None = None
+    embeddings: bool | None = None
 
 
 _NO_PRICES = Prices()
@@ -95,11 +105,30 @@ class ModelInfo(msgspec.Struct, frozen=True):
         return self.prices.input is not None and self.prices.output is not None
 
     def prices_for(self, prompt_tokens: int) -> Prices:
-        """The price tier that applies to a request with ``prompt_tokens`` prompt tokens."""
+        """The price tier that applies to a request with ``prompt_tokens`` prompt tokens.
+
+        ``prompt_tokens`` is the whole prompt, cache reads and writes included, which is
+        what Anthropic's and Gemini's 200k thresholds count. A tier that leaves a cache
+        price unset gets the base cache price scaled by the tier's input-price ratio
+        (both vendors double cache prices with the input price); falling back to the
+        tier's full input price would overcharge cached tokens tenfold.
+        """
         tier = self.long_context
-        if tier is not None and prompt_tokens > tier.threshold:
-            return tier
-        return self.prices
+        if tier is None or prompt_tokens <= tier.threshold:
+            return self.prices
+        base = self.prices
+        if (tier.cached_input is None and base.cached_input is not None) or (
+            tier.cache_write is None and base.cache_write is not None
+        ):
+            if tier.input is None or not base.input:
+                return tier
+            ratio = tier.input / base.input
+            return msgspec.structs.replace(
+                tier,
+                cached_input=_scaled(tier.cached_input, base.cached_input, ratio),
+                cache_write=_scaled(tier.cache_write, base.cache_write, ratio),
+            )
+        return tier
 
     def cost(self, usage: Usage) -> float:
         """USD for ``usage``: cached prompt tokens at ``cached_input``, cache writes at
@@ -108,6 +137,12 @@ class ModelInfo(msgspec.Struct, frozen=True):
 
         A missing cache price falls back to the input price. Raises ``UnpricedModelError``
         when the input or output price is unknown (check ``priced`` first).
+
+        ``usage`` is the normalised usage: every adapter counts cache reads and writes
+        inside ``prompt_tokens`` (Anthropic and Bedrock report them outside; their wire
+        modules add them) and reasoning inside ``completion_tokens`` (Gemini reports
+        thoughts outside candidates), so no token is billed twice or missed. The table
+        per provider is in docs/pricing.md; tests/unit/accounting/test_pricing.py pins it.
         """
         prices = self.prices_for(usage.prompt_tokens)
         price_in, price_out = prices.input, prices.output
@@ -133,6 +168,12 @@ class ModelInfo(msgspec.Struct, frozen=True):
         if price_in is None or price_out is None:
             return None
         return (prompt_tokens * price_in + completion_tokens * price_out) / PER_TOKENS
+
+
+def _scaled(own: float | None, base: float | None, ratio: float) -> float | None:
+    if own is not None or base is None:
+        return own
+    return base * ratio
 
 
 def usage_cost(usage: Usage, info: ModelInfo | None) -> float | None:

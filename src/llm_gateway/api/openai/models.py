@@ -3,7 +3,9 @@
 The list is the configured model names plus ``provider/model`` for every model each
 usable provider serves. Upstream listings are fetched concurrently, each under a short
 deadline, and cached: a models request never waits on a slow provider more than once per
-cache period.
+cache period. Concurrent requests share one fetch per provider (a cold cache hit by many
+clients at once asks each upstream once). ``listings()`` is the same cached data for other
+views (``/api/models``).
 """
 
 from __future__ import annotations
@@ -36,31 +38,43 @@ class ModelCatalog:
         self._ttl = ttl
         self._fetch_timeout = fetch_timeout
         self._cache: dict[str, tuple[float, list[ModelInfo]]] = {}
+        self._inflight: dict[str, asyncio.Task[list[ModelInfo]]] = {}
         self._created = int(time.time())
 
     async def _provider_models(self, name: str, provider: Provider) -> list[ModelInfo]:
-        now = time.monotonic()
         cached = self._cache.get(name)
-        if cached is not None and now - cached[0] < self._ttl:
+        if cached is not None and time.monotonic() - cached[0] < self._ttl:
             return cached[1]
+        task = self._inflight.get(name)
+        if task is None:
+            task = asyncio.create_task(self._fetch(name, provider))
+            self._inflight[name] = task
+            task.add_done_callback(lambda _: self._inflight.pop(name, None))
+        # Shielded: a caller that goes away does not cancel the fetch others are awaiting.
+        return await asyncio.shield(task)
+
+    async def _fetch(self, name: str, provider: Provider) -> list[ModelInfo]:
         models: list[ModelInfo] = []
         with contextlib.suppress(GatewayError, TimeoutError):
             async with asyncio.timeout(self._fetch_timeout):
                 models = await provider.list_models()
         # A failed listing is cached briefly too, so a down provider is not asked per call.
+        now = time.monotonic()
         self._cache[name] = (now if models else now - self._ttl + 30.0, models)
         return models
+
+    async def listings(self) -> dict[str, list[ModelInfo]]:
+        """Each usable provider's listed models (cached; an empty list when it failed)."""
+        names = list(self._providers)
+        found = await asyncio.gather(*(self._provider_models(n, self._providers[n]) for n in names))
+        return dict(zip(names, found, strict=True))
 
     async def list(self) -> list[dict[str, Any]]:
         entries = [
             {"id": name, "object": "model", "created": self._created, "owned_by": OWNER}
             for name in self._router.model_names
         ]
-        names = list(self._providers)
-        listings = await asyncio.gather(
-            *(self._provider_models(n, self._providers[n]) for n in names)
-        )
-        for name, models in zip(names, listings, strict=True):
+        for name, models in (await self.listings()).items():
             entries.extend(
                 {
                     "id": f"{name}/{m.id}",

@@ -1,0 +1,1 @@
+"""WebSocket surfaces of the gateway."""
