@@ -24,10 +24,14 @@ GatewayFactory = Callable[[dict[str, Any]], AbstractContextManager[RunningServer
 @contextmanager
 def serve_gateway(config: dict[str, Any]) -> Iterator[RunningServer]:
     """A gateway on a real socket. Without a ``storage`` section it gets its own SQLite
-    file in a temporary directory, so tests never write ./gateway.db."""
+    file in a temporary directory, so tests never write ./gateway.db; without a ``status``
+    section no start-up checks run."""
     with tempfile.TemporaryDirectory(prefix="gw-test-") as scratch:
         if "storage" not in config:
             config = {**config, "storage": {"url": f"sqlite:///{scratch}/gateway.db"}}
+        # Start-up model listings warm upstream pools and add GET /models to fake upstreams'
+        # logs; tests that want them set "status" themselves.
+        config = {"status": {"check_on_startup": False}, **config}
         app = create_app(GatewayConfig.model_validate(config))
         with run_server(app, lifespan="on", http="httptools", loop="uvloop") as server:
             yield server

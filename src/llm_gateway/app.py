@@ -146,6 +146,10 @@ class GatewayState:
     async def start_access(self) -> None:
         """Open storage, run migrations, load keys, start the ledger writer and limits."""
         await self.access.start()
+        # /health reports them as components, each check bounded (see status/).
+        self.dependencies.register_dependency("database", self.access.ping_database)
+        if self.config.redis.url is not None:
+            self.dependencies.register_dependency("redis", self.access.ping_redis)
 
     def _on_breaker_change(self, route: Route, old: str, new: str) -> None:
         log.info("route %s circuit: %s -> %s", route.label, old, new)

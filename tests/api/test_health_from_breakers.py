@@ -34,6 +34,7 @@ def test_breaker_state_feeds_provider_state(gateway_factory: GatewayFactory) -> 
             assert httpx.get(f"{gw.url}/health").json() == {
                 "status": "healthy",
                 "providers": {"up": "HEALTHY", "off": "NOT_CONFIGURED"},
+                "components": {},
             }
             upstream.queue(*[Scenario(error=ErrorSpec("server", "boom"))] * 2)
             for _ in range(2):
@@ -42,6 +43,7 @@ def test_breaker_state_feeds_provider_state(gateway_factory: GatewayFactory) -> 
             assert health == {
                 "status": "unhealthy",
                 "providers": {"up": "UNHEALTHY", "off": "NOT_CONFIGURED"},
+                "components": {},
             }
             # While open, the gateway fails fast without calling the upstream.
             calls = len(upstream.requests)

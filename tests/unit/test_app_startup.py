@@ -28,7 +28,11 @@ async def test_fastapi_routes_work_without_a_lifespan() -> None:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
         health = await client.get("/health")
-        assert health.json() == {"status": "healthy", "providers": {"mock": "HEALTHY"}}
+        assert health.json() == {
+            "status": "healthy",
+            "providers": {"mock": "HEALTHY"},
+            "components": {},
+        }
         chat = await client.post(
             "/v1/chat/completions",
             json={"model": "mock/m", "messages": [{"role": "user", "content": "hi"}]},

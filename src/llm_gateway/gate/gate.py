@@ -310,10 +310,14 @@ class Gate:
             period, _ = period_id(key.budget_period, time.time())
             try:
                 spend = await self._spend.reserve(key.id, period, key.budget, amount)
-            except BudgetExceeded as exc:
+            except (BudgetExceeded, GatewayError) as exc:
+                # Refused (or the counter is unreachable under the 'deny' policy): give
+                # back the tokens the rate limiter reserved for this request.
                 if limit is not None:
                     assert self._limiter is not None
                     self._spawn(self._limiter.settle(limit, 0))
+                if isinstance(exc, GatewayError):
+                    raise
                 raise InsufficientQuotaError(
                     f"This API key's {key.budget_period} budget of ${exc.budget:.2f} is used "
                     f"up (spent ${exc.spent:.4f}).",

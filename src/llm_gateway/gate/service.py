@@ -93,7 +93,10 @@ class AccessService:
             )
         self._tasks.append(asyncio.create_task(self._refresh_loop()))
         if config.redis.url is not None:
-            self._tasks.append(asyncio.create_task(self._listen_for_changes(config.redis.url)))
+            import redis.asyncio as redis
+
+            self._redis = redis.Redis.from_url(config.redis.url, socket_timeout=1.0)
+            self._tasks.append(asyncio.create_task(self._listen_for_changes()))
 
     async def aclose(self) -> None:
         for task in self._tasks:
@@ -112,6 +115,17 @@ class AccessService:
                 await self._limits.aclose()
         if self.storage is not None:
             await self.storage.aclose()
+
+    # -- health of what we depend on ------------------------------------------------------
+
+    async def ping_database(self) -> None:
+        """Raises when the database does not answer (one indexed lookup)."""
+        assert self.storage is not None
+        await self.storage.get_key("health-check")
+
+    async def ping_redis(self) -> None:
+        assert self._redis is not None
+        await self._redis.ping()
 
     # -- keys -----------------------------------------------------------------------------
 
@@ -146,28 +160,48 @@ class AccessService:
             except Exception as exc:  # the database is down: keep serving the snapshot
                 log.warning("could not refresh API keys (serving the last snapshot): %s", exc)
 
-    async def _listen_for_changes(self, url: str) -> None:
+    async def _listen_for_changes(self) -> None:
         import redis.asyncio as redis
 
-        self._redis = redis.Redis.from_url(url)
+        # Its own client: a subscription waits on its socket indefinitely, so it must not
+        # inherit the short timeout of the command client.
+        listener = redis.Redis.from_url(self._config.redis.url or "", health_check_interval=30)
         delay = 0.5
-        while True:
-            try:
-                pubsub = self._redis.pubsub()
-                await pubsub.subscribe(self._channel)
-                delay = 0.5
-                async for message in pubsub.listen():
-                    if message.get("type") == "message":
-                        with contextlib.suppress(Exception):
-                            await self.reload_keys()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning(
-                    "key-change channel lost (%s); retrying in %.1fs", type(exc).__name__, delay
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+        try:
+            while True:
+                try:
+                    await self._listen(listener)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    log.warning(
+                        "key-change channel lost (%s); retrying in %.1fs",
+                        type(exc).__name__,
+                        delay,
+                    )
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 10.0)
+                else:
+                    delay = 0.5
+        finally:
+            with contextlib.suppress(Exception):
+                await listener.aclose()
+
+    async def _listen(self, listener: Any) -> None:
+        pubsub = listener.pubsub()
+        try:
+            await pubsub.subscribe(self._channel)
+            # Reload once subscribed: a change made while we were not listening counts too.
+            await self.reload_keys()
+            async for message in pubsub.listen():
+                if message.get("type") == "message":
+                    try:
+                        await self.reload_keys()
+                    except Exception as exc:
+                        log.warning("could not reload API keys after a change: %s", exc)
+        finally:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
 
 
 __all__ = ["AccessService", "OpenModeRefused", "is_loopback"]
