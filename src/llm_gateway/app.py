@@ -41,7 +41,7 @@ from llm_gateway.routing.router import ModelPolicy, Router, build_plans
 from llm_gateway.runtime import apply_logging, tune_gc
 from llm_gateway.status import DependencyChecks, HealthChecker, ProviderTracker
 from llm_gateway.status.checks import preferred_models
-from llm_gateway.storage.base import Storage
+from llm_gateway.storage.base import Storage, StorageUnavailableError
 
 log = logging.getLogger("llm_gateway")
 
@@ -131,7 +131,7 @@ class GatewayState:
     def storage(self) -> Storage:
         """The key store and usage ledger (opened at start-up)."""
         if self.access.storage is None:
-            raise RuntimeError("storage is opened at start-up")
+            raise StorageUnavailableError("storage is still opening; retry in a moment")
         return self.access.storage
 
     @property
@@ -165,7 +165,10 @@ class GatewayState:
     def start(self) -> None:
         from llm_gateway.accounting.tokens import warm_up
 
-        warm_up()  # the tokenizer loads in a thread; counts use the estimate until then
+        # The tokenizer loads in a thread (about 0.4 s of CPU); started a moment after
+        # start-up so it does not compete with the first requests. Until it is loaded,
+        # local counts use the estimate.
+        asyncio.get_running_loop().call_later(1.0, warm_up)
         apply_logging(self.config.logging)
         tune_gc()
         self.ticker.start()

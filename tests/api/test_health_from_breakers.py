@@ -31,19 +31,19 @@ def test_breaker_state_feeds_provider_state(gateway_factory: GatewayFactory) -> 
         }
         with gateway_factory(config) as gw:
             body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
-            assert httpx.get(f"{gw.url}/health").json() == {
+            first = httpx.get(f"{gw.url}/health").json()
+            assert first["components"]["database"]["status"] == "ok"
+            assert {k: first[k] for k in ("status", "providers")} == {
                 "status": "healthy",
                 "providers": {"up": "HEALTHY", "off": "NOT_CONFIGURED"},
-                "components": {},
             }
             upstream.queue(*[Scenario(error=ErrorSpec("server", "boom"))] * 2)
             for _ in range(2):
                 assert httpx.post(f"{gw.url}/v1/chat/completions", json=body).status_code == 502
             health = httpx.get(f"{gw.url}/health").json()
-            assert health == {
+            assert {k: health[k] for k in ("status", "providers")} == {
                 "status": "unhealthy",
                 "providers": {"up": "UNHEALTHY", "off": "NOT_CONFIGURED"},
-                "components": {},
             }
             # While open, the gateway fails fast without calling the upstream.
             calls = len(upstream.requests)

@@ -15,6 +15,7 @@ from llm_gateway.config.schema import GatewayConfig
 app = create_app(
     GatewayConfig.model_validate(
         {
+            "storage": {"url": "memory://"},
             "providers": {"mock": {"type": "mock", "chunk_delay_ms": 0}},
             "models": {"mock": {"routes": [{"provider": "mock", "model": "mock-1"}]}},
         }

@@ -13,10 +13,12 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import sqlite3
 import time
 from typing import TYPE_CHECKING, Any
 
 from llm_gateway.config.schema import GatewayConfig
+from llm_gateway.core.records import UsageRecord, VirtualKey
 from llm_gateway.gate.gate import Gate, period_id
 from llm_gateway.gate.keys import KeyRing
 from llm_gateway.limits.base import RateLimiter, SpendCounter
@@ -55,35 +57,33 @@ class AccessService:
         self.spend: SpendCounter | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._limits: Limits | None = None
+        self._pending: list[UsageRecord] = []
         self._redis: Any = None
         self._channel = f"{config.redis.prefix}:keys-changed"
 
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Ready to serve when this returns; the ledger may still be opening behind it.
+
+        With the default SQLite file the keys are read with ``sqlite3`` in milliseconds
+        and the real storage (SQLAlchemy, migrations, the writer; about a second) opens in
+        the background, its records buffered until then. Any other database is opened
+        before serving: keys must be known before the first request is judged.
+        """
         from llm_gateway.limits import build as build_limits
-        from llm_gateway.storage import default_journal_path, open_storage
-        from llm_gateway.storage.writer import UsageWriter
 
         config = self._config
         self._limits = build_limits(config.redis)
         self.limiter, self.spend = self._limits.limiter, self._limits.spend
         self.gate.attach_limits(self.limiter, self.spend)
         self.router.attach_limiter(self.limiter)
-        storage = open_storage(config.storage.url)
-        self.storage = storage
-        await storage.start()
-        store = config.storage
-        self.writer = UsageWriter(
-            storage,
-            batch_size=store.batch_size,
-            flush_seconds=store.flush_seconds,
-            max_buffered=store.max_buffered_records,
-            journal_path=store.journal_path or default_journal_path(store.url),
-        )
-        await self.writer.start()
-        self.gate.add_observer(self.writer.submit)
-        await self.reload_keys()
+        self.gate.add_observer(self._submit)
+        if not await self._read_keys_fast():
+            await self._open_storage()
+            await self.reload_keys()
+        else:
+            self._tasks.append(asyncio.create_task(self._open_storage_in_background()))
         if self.gate.open_mode and not is_loopback(config.server.host):
             raise OpenModeRefused(
                 f"Refusing to serve on {config.server.host}: there is no admin key and no "
@@ -98,6 +98,68 @@ class AccessService:
             self._redis = redis.Redis.from_url(config.redis.url, socket_timeout=1.0)
             self._tasks.append(asyncio.create_task(self._listen_for_changes()))
 
+    def _submit(self, record: UsageRecord) -> None:
+        writer = self.writer
+        if writer is not None:
+            writer.submit(record)
+        else:
+            self._pending.append(record)  # the ledger is still opening: kept until it is
+
+    async def _read_keys_fast(self) -> bool:
+        """The key snapshot (and budget spend) straight from the SQLite file, if it is one."""
+        from llm_gateway.storage.sqlite_peek import read_keys, read_spend, sqlite_file
+
+        path = sqlite_file(self._config.storage.url)
+        if path is None:
+            return False
+        try:
+            keys = read_keys(path)
+            starts = self._budget_starts(keys)
+            spent = read_spend(path, {k: start for k, (_, start) in starts.items()})
+        except sqlite3.Error as exc:  # locked or unreadable: open it the slow way
+            log.info("reading keys directly from %s failed (%s); opening storage first", path, exc)
+            return False
+        self.gate.set_keys(KeyRing(keys))
+        await self._seed(starts, spent)
+        return True
+
+    async def _open_storage(self) -> None:
+        from llm_gateway.storage import default_journal_path, open_storage
+        from llm_gateway.storage.writer import UsageWriter
+
+        store = self._config.storage
+        storage = open_storage(store.url)
+        await storage.start()
+        self.storage = storage
+        writer = UsageWriter(
+            storage,
+            batch_size=store.batch_size,
+            flush_seconds=store.flush_seconds,
+            max_buffered=store.max_buffered_records,
+            journal_path=store.journal_path or default_journal_path(store.url),
+        )
+        await writer.start()
+        for record in self._pending:
+            writer.submit(record)
+        self._pending.clear()
+        self.writer = writer
+
+    async def _open_storage_in_background(self) -> None:
+        # The imports alone take about a second: off the event loop, so requests flow.
+        await asyncio.to_thread(_import_storage_modules)
+        delay = 0.5
+        while True:
+            try:
+                await self._open_storage()
+                await self.reload_keys()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.error("could not open storage (retrying in %.1fs): %s", delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
     async def aclose(self) -> None:
         for task in self._tasks:
             task.cancel()
@@ -105,6 +167,14 @@ class AccessService:
             with contextlib.suppress(BaseException):
                 await task
         await self.gate.drain()
+        if self.writer is None and self._pending:
+            # Shut down before the ledger finished opening: open it now rather than drop
+            # what was served (the writer journals whatever the database will not take).
+            try:
+                async with asyncio.timeout(30):
+                    await self._open_storage()
+            except Exception as exc:
+                log.error("%d usage records could not be kept: %s", len(self._pending), exc)
         if self.writer is not None:
             await self.writer.aclose()
         if self._redis is not None:
@@ -131,18 +201,30 @@ class AccessService:
 
     async def reload_keys(self) -> None:
         """Replace the gate's snapshot with the store's keys and seed budget counters."""
-        assert self.storage is not None
+        if self.storage is None:
+            return  # still opening: the snapshot read at start-up stands
         keys = await self.storage.list_keys()
         self.gate.set_keys(KeyRing(keys))
-        spend = self.spend
-        budgeted = [k for k in keys if k.budget is not None and k.revoked_at is None]
-        if spend is None or not budgeted:
-            return
+        starts = self._budget_starts(keys)
+        if starts and self.spend is not None:
+            spent = await self.storage.spend_by_key({k: s for k, (_, s) in starts.items()})
+            await self._seed(starts, spent)
+
+    @staticmethod
+    def _budget_starts(keys: list[VirtualKey]) -> dict[str, tuple[str, float]]:
+        """Each budgeted key's current period: its id and start."""
         now = time.time()
-        periods = {k.id: period_id(k.budget_period, now) for k in budgeted}
-        spent = await self.storage.spend_by_key({kid: start for kid, (_, start) in periods.items()})
-        for key_id, (period, _) in periods.items():
-            await spend.seed(key_id, period, spent.get(key_id, 0.0))
+        return {
+            k.id: period_id(k.budget_period, now)
+            for k in keys
+            if k.budget is not None and k.revoked_at is None
+        }
+
+    async def _seed(self, starts: dict[str, tuple[str, float]], spent: dict[str, float]) -> None:
+        if self.spend is None:
+            return
+        for key_id, (period, _) in starts.items():
+            await self.spend.seed(key_id, period, spent.get(key_id, 0.0))
 
     async def keys_changed(self) -> None:
         """After an admin change: reload here, and tell the other replicas."""
@@ -202,6 +284,11 @@ class AccessService:
         finally:
             with contextlib.suppress(Exception):
                 await pubsub.aclose()
+
+
+def _import_storage_modules() -> None:
+    import llm_gateway.storage.sql
+    import llm_gateway.storage.writer  # noqa: F401
 
 
 __all__ = ["AccessService", "OpenModeRefused", "is_loopback"]

@@ -9,6 +9,7 @@ SQLAlchemy.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from llm_gateway.storage.base import (
     KeyStore,
@@ -18,10 +19,26 @@ from llm_gateway.storage.base import (
     UsageStore,
     UsageTotals,
 )
-from llm_gateway.storage.engine import EngineOptions
-from llm_gateway.storage.errors import DuplicateKeyError
 from llm_gateway.storage.journal import DEFAULT_JOURNAL
-from llm_gateway.storage.urls import resolve
+
+# SQLAlchemy takes about a second to import here: nothing in this package's namespace may
+# pull it in at import time (the gateway must answer within a second of starting; see
+# gate/service.py). Names that need it resolve on first use.
+if TYPE_CHECKING:
+    from llm_gateway.storage.engine import EngineOptions
+    from llm_gateway.storage.errors import DuplicateKeyError
+
+
+def __getattr__(name: str) -> Any:
+    if name == "EngineOptions":
+        from llm_gateway.storage.engine import EngineOptions
+
+        return EngineOptions
+    if name == "DuplicateKeyError":
+        from llm_gateway.storage.errors import DuplicateKeyError
+
+        return DuplicateKeyError
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def open_storage(
@@ -39,6 +56,7 @@ def open_storage(
 
         return MemoryStorage()
     from llm_gateway.storage.sql import SqlStorage
+    from llm_gateway.storage.urls import resolve
 
     return SqlStorage(resolve(url, schema=schema), options)
 
@@ -46,6 +64,8 @@ def open_storage(
 def default_journal_path(url: str) -> Path:
     """Where unwritten usage records wait during an outage when ``journal_path`` is unset:
     next to a SQLite file, else ``./gateway-usage.journal``."""
+    from llm_gateway.storage.urls import resolve
+
     try:
         target = resolve(url)
     except ValueError:

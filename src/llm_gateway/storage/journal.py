@@ -7,6 +7,12 @@ replay file is read in chunks and written to the database, and only then deleted
 crash at any point leaves every record in one of the two files, and replaying a record
 twice is harmless because the ledger skips request ids it already has.
 
+One journal belongs to one process. ``claim`` takes an exclusive ``flock`` on
+``<path>.lock`` for the process's lifetime; a second live process given the same path
+(gunicorn workers sharing a working directory) takes the next free slot, ``<path>.1``,
+``<path>.2`` and so on. A slot left by a process that died is claimed by the next one
+to start, and its records are replayed. The kernel drops the lock when its holder dies.
+
 Every method here does blocking file I/O: callers run them in a thread.
 """
 
@@ -16,6 +22,12 @@ import logging
 import os
 from collections.abc import Generator
 from pathlib import Path
+from typing import IO
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no locking, one process per journal
+    fcntl = None  # type: ignore[assignment]
 
 import msgspec
 
@@ -30,13 +42,46 @@ _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(UsageRecord)
 
 
+MAX_SLOTS = 256
+
+
 class Journal:
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-        self.replay_path = self.path.with_name(self.path.name + ".replay")
-        # Records the database refused on their own; kept for a person, never replayed.
-        self.rejected_path = self.path.with_name(self.path.name + ".rejected")
+        self.base_path = Path(path)
+        self._use(self.base_path)
         self.corrupt_lines = 0  # lines that could not be read back (a torn final write)
+        self._lock: IO[bytes] | None = None
+
+    def _use(self, path: Path) -> None:
+        self.path = path
+        self.replay_path = path.with_name(path.name + ".replay")
+        # Records the database refused on their own; kept for a person, never replayed.
+        self.rejected_path = path.with_name(path.name + ".rejected")
+
+    def claim(self) -> Path:
+        """Take the first journal slot no other live process holds; returns its path."""
+        if self._lock is not None or fcntl is None:
+            return self.path
+        self.base_path.parent.mkdir(parents=True, exist_ok=True)
+        base = self.base_path
+        for slot in range(MAX_SLOTS):
+            path = base if slot == 0 else base.with_name(f"{base.name}.{slot}")
+            lock = open(path.with_name(path.name + ".lock"), "ab")  # noqa: SIM115
+            try:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                lock.close()
+                continue
+            self._lock = lock
+            self._use(path)
+            return path
+        raise RuntimeError(f"every usage journal slot next to {base} is taken")
+
+    def release(self) -> None:
+        """Let the slot go (the lock file stays: removing it could race a new claimer)."""
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
 
     def append(self, records: list[UsageRecord]) -> None:
         """Append and fsync: once this returns, the records survive a crash."""

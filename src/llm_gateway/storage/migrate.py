@@ -1,11 +1,13 @@
 """Run the shipped Alembic migrations, fast when there is nothing to do.
 
 Start-up happens on every gateway process, so the common case — a database already at
-the newest revision — is one small query: the stored revision is compared with ``HEAD``
-(kept in step with the migration scripts by a test) and Alembic's script machinery is
-only loaded when an upgrade is due. On Postgres the check and the upgrade run under a
-transaction-scoped advisory lock, and on SQLite inside ``BEGIN IMMEDIATE``, so replicas
-or workers starting together migrate once and the others wait, then find nothing to do.
+the newest revision — is one small read with no lock (``current_revision``): the stored
+revision is compared with ``HEAD`` (kept in step with the migration scripts by a test)
+and Alembic's script machinery is only loaded when an upgrade is due. ``upgrade`` checks
+again under a lock — a transaction-scoped advisory lock on Postgres, ``BEGIN IMMEDIATE``
+on SQLite — so replicas or workers starting together migrate once and the others wait,
+then find nothing to do. Postgres and SQLite both run DDL in the transaction, so the
+stored revision only ever names a schema that is complete.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ request path — keys are read into a snapshot and usage is written by ``UsageWr
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Iterable
@@ -21,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from llm_gateway.core.records import UsageRecord, VirtualKey
 from llm_gateway.storage import migrate
-from llm_gateway.storage.base import UsageQuery, UsageTotals
+from llm_gateway.storage.base import StorageUnavailableError, UsageQuery, UsageTotals
 from llm_gateway.storage.engine import EngineOptions, create_engine, ensure_schema
 from llm_gateway.storage.errors import DuplicateKeyError, translate
 from llm_gateway.storage.tables import KEY_FIELDS, USAGE_FIELDS, api_keys, usage
@@ -57,13 +58,24 @@ class SqlStorage:
                 with translate("creating the schema"):
                     await ensure_schema(self.target, self._options)
             self._engine = create_engine(self.target, self._options)
-        migrating = self._engine
         if self.target.dialect == "sqlite":
-            # Take the write lock up front so two workers cannot both decide to migrate.
-            migrating = migrating.execution_options(sqlite_begin="IMMEDIATE")
-        with translate("migrating the database"):
-            async with migrating.begin() as conn:
-                self.migrated = await conn.run_sync(migrate.upgrade)
+            # Workers opening a fresh SQLite file together can get "database is locked"
+            # without SQLite's busy handler ever waiting (its deadlock avoidance, and
+            # while the first one switches the file to WAL): try again, briefly.
+            deadline = time.monotonic() + max(self._options.busy_timeout, 1.0)
+            delay = 0.02
+            while True:
+                try:
+                    await self._migrate(self._engine)
+                    break
+                except StorageUnavailableError as exc:
+                    if time.monotonic() + delay > deadline:
+                        raise
+                    log.debug("storage start: %s; trying again", exc)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 0.5)
+        else:
+            await self._migrate(self._engine)
         self.start_seconds = time.perf_counter() - began
         log.info(
             "storage ready (%s, %s in %.0f ms)",
@@ -71,6 +83,21 @@ class SqlStorage:
             "migrated" if self.migrated else "schema up to date",
             self.start_seconds * 1000,
         )
+
+    async def _migrate(self, engine: AsyncEngine) -> None:
+        with translate("migrating the database"):
+            # The usual case, nothing to do, needs only a read: no lock, and it works
+            # while another process holds SQLite's write lock.
+            async with engine.connect() as conn:
+                current = await conn.run_sync(migrate.current_revision)
+            self.migrated = False
+            if current == migrate.HEAD:
+                return
+            if self.target.dialect == "sqlite":
+                # The write lock up front, so two workers cannot both decide to migrate.
+                engine = engine.execution_options(sqlite_begin="IMMEDIATE")
+            async with engine.begin() as conn:
+                self.migrated = await conn.run_sync(migrate.upgrade)
 
     async def aclose(self) -> None:
         if self._engine is not None:

@@ -128,6 +128,7 @@ class UsageWriter:
         """Count a journal left by an earlier run (it is replayed first) and start writing."""
         if self._tasks:
             return
+        await asyncio.to_thread(self.journal.claim)
         leftover = await asyncio.to_thread(self.journal.count)
         if leftover:
             log.info("replaying %d usage records from %s", leftover, self.journal.path)
@@ -170,6 +171,7 @@ class UsageWriter:
                 len(leftovers),
                 self.journal.path,
             )
+        self.journal.release()
 
     # -- writing --------------------------------------------------------------------------
 

@@ -87,6 +87,25 @@ async def test_sqlite_locked_by_another_process_is_unavailable_then_recovers(
     await store.aclose()
 
 
+async def test_start_works_while_another_process_holds_the_sqlite_write_lock(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "busy.db"
+    setup = open_storage(f"sqlite:///{path}")
+    await setup.start()
+    await setup.aclose()
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        store = open_storage(f"sqlite:///{path}", options=FAST)
+        await store.start()  # up to date: the check only reads, and WAL lets it
+        assert await store.list_keys() == []
+        await store.aclose()
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+
+
 async def test_sqlite_read_only_database_is_unavailable(tmp_path: Path) -> None:
     path = tmp_path / "ro.db"
     setup = open_storage(f"sqlite:///{path}")

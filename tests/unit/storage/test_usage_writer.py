@@ -116,8 +116,9 @@ async def test_a_journal_left_by_a_crash_is_replayed_at_start(tmp_path: Path) ->
         crashed.submit(r)
     await wait_until(lambda: crashed.journaled >= 16)  # 2 in flight, 2 buffered
     spilled = crashed.journaled
-    for task in crashed._tasks:  # the process dies: no aclose, memory is gone
+    for task in crashed._tasks:  # the process dies: no aclose, memory is gone...
         task.cancel()
+    crashed.journal.release()  # ...and the kernel drops its lock on the journal
     journaled_ids = [json.loads(line)["request_id"] for line in journal.read_bytes().splitlines()]
     assert len(journaled_ids) == spilled
 
@@ -206,6 +207,39 @@ async def test_a_refused_record_in_the_journal_does_not_block_the_replay(tmp_pat
     await wait_until(lambda: writer.journaled == 0)
     assert sorted(store.rows) == [f"j-{i}" for i in range(1, 6)] and writer.rejected == 1
     await writer.aclose()
+
+
+async def test_processes_sharing_a_journal_path_take_their_own_slots(tmp_path: Path) -> None:
+    # Gunicorn workers in one working directory get the same default journal path.
+    journal = tmp_path / "usage.journal"
+    store = FlakyStore()
+    store.down = True
+    first = UsageWriter(store, batch_size=2, max_buffered=2, journal_path=journal)
+    second = UsageWriter(store, batch_size=2, max_buffered=2, journal_path=journal)
+    await first.start()
+    await second.start()
+    assert (first.journal.path, second.journal.path) == (journal, tmp_path / "usage.journal.1")
+    for i in range(10):
+        first.submit(record(f"a-{i}"))
+        second.submit(record(f"b-{i}"))
+    await wait_until(lambda: first.journaled >= 6 and second.journaled >= 6)
+
+    # The second process dies; the next one to start takes its slot and replays it.
+    for task in second._tasks:
+        task.cancel()
+    second.journal.release()
+    spilled = [
+        json.loads(line)["request_id"] for line in second.journal.path.read_bytes().splitlines()
+    ]
+    store.down = False
+    third = UsageWriter(store, journal_path=journal)
+    await third.start()
+    assert third.journal.path == second.journal.path
+    await first.aclose()
+    await third.aclose()
+    assert set(spilled) <= set(store.rows)
+    assert {f"a-{i}" for i in range(10)} <= set(store.rows)
+    assert journal_lines(journal) == journal_lines(third.journal.path) == 0
 
 
 def tear(journal: Path) -> None:
