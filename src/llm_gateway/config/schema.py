@@ -115,6 +115,12 @@ class RedisConfig(_Section):
         "until it returns, 'allow' admits without limits, 'deny' refuses with 503.",
     )
 
+    @field_validator("url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        # "url: ${REDIS_URL}" with the variable unset means "no Redis", not Redis at "".
+        return None if isinstance(value, str) and not value.strip() else value
+
     @property
     def enabled(self) -> bool:
         return self.url is not None

@@ -216,3 +216,10 @@ def test_reference_errors_carry_paths() -> None:
 def test_configured_providers() -> None:
     config = cfg(providers={"m": {"type": "mock"}, "o": {"type": "openai"}})
     assert config.configured_providers() == ["m"]
+
+
+def test_an_empty_redis_url_means_no_redis() -> None:
+    # "url: ${REDIS_URL}" with the variable unset interpolates to "".
+    assert GatewayConfig.model_validate({"redis": {"url": ""}}).redis.url is None
+    assert not GatewayConfig.model_validate({"redis": {"url": "  "}}).redis.enabled
+    assert GatewayConfig.model_validate({"redis": {"url": "redis://h:1/0"}}).redis.enabled
