@@ -18,7 +18,7 @@ import asyncio
 import gc
 import logging
 import os
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 
@@ -41,7 +41,7 @@ from llm_gateway.routing.router import ModelPolicy, Router, build_plans
 from llm_gateway.runtime import apply_logging, tune_gc
 from llm_gateway.status import DependencyChecks, HealthChecker, ProviderTracker
 from llm_gateway.status.checks import preferred_models
-from llm_gateway.storage.base import Storage, StorageUnavailableError
+from llm_gateway.storage.base import Storage
 
 log = logging.getLogger("llm_gateway")
 
@@ -57,6 +57,20 @@ def policy_of(model: ModelConfig) -> ModelPolicy:
         breaker=model.breaker,
         hedge=model.hedge,
     )
+
+
+class _StorageWhenOpen:
+    """Stands in for the storage while it is opening: each call waits for it first."""
+
+    def __init__(self, access: AccessService) -> None:
+        self._access = access
+
+    def __getattr__(self, name: str) -> Any:
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            storage = await self._access.wait_for_storage()
+            return await getattr(storage, name)(*args, **kwargs)
+
+        return call
 
 
 class GatewayState:
@@ -129,9 +143,10 @@ class GatewayState:
 
     @property
     def storage(self) -> Storage:
-        """The key store and usage ledger (opened at start-up)."""
+        """The key store and usage ledger. With SQLite it opens just behind start-up;
+        until then calls wait for it (a few seconds at most, then 503)."""
         if self.access.storage is None:
-            raise StorageUnavailableError("storage is still opening; retry in a moment")
+            return cast(Storage, _StorageWhenOpen(self.access))
         return self.access.storage
 
     @property

@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # imported at start-up only: redis and SQLAlchemy cost import
 
 log = logging.getLogger("llm_gateway.gate")
 
+STORAGE_WAIT_SECONDS = 10.0
 LOOPBACK_NAMES = {"localhost", "ip6-localhost", "ip6-loopback"}
 
 
@@ -58,6 +59,7 @@ class AccessService:
         self._tasks: list[asyncio.Task[None]] = []
         self._limits: Limits | None = None
         self._pending: list[UsageRecord] = []
+        self.storage_ready = asyncio.Event()
         self._redis: Any = None
         self._channel = f"{config.redis.prefix}:keys-changed"
 
@@ -131,6 +133,7 @@ class AccessService:
         storage = open_storage(store.url)
         await storage.start()
         self.storage = storage
+        self.storage_ready.set()
         writer = UsageWriter(
             storage,
             batch_size=store.batch_size,
@@ -190,8 +193,22 @@ class AccessService:
 
     async def ping_database(self) -> None:
         """Raises when the database does not answer (one indexed lookup)."""
+        storage = await self.wait_for_storage()
+        await storage.get_key("health-check")
+
+    async def wait_for_storage(self) -> Storage:
+        """The storage, once open (it opens behind start-up with SQLite); waits at most
+        ``STORAGE_WAIT_SECONDS``."""
+        if self.storage is None:
+            try:
+                async with asyncio.timeout(STORAGE_WAIT_SECONDS):
+                    await self.storage_ready.wait()
+            except TimeoutError:
+                from llm_gateway.storage.base import StorageUnavailableError
+
+                raise StorageUnavailableError("storage is still opening") from None
         assert self.storage is not None
-        await self.storage.get_key("health-check")
+        return self.storage
 
     async def ping_redis(self) -> None:
         assert self._redis is not None
