@@ -113,3 +113,29 @@ async def test_known_keys_and_spent_budgets_hold_from_the_first_request() -> Non
             await store.aclose()
         ids = {r.request_id for r in records}
         assert {a.headers["x-request-id"] for a in answers} <= ids and "old" in ids
+
+
+async def test_records_served_while_the_database_cannot_open_land_in_the_journal(
+    tmp_path: Path,
+) -> None:
+    journal = tmp_path / "usage.journal"
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    config = {
+        **MOCK_ONLY,
+        # Its parent is a file: the SQLite database can never be created.
+        "storage": {"url": f"sqlite:///{blocker}/g.db", "journal_path": str(journal)},
+    }
+    with serve_gateway(config) as gateway:
+        async with httpx.AsyncClient(base_url=gateway.url) as client:
+            answers = [
+                await client.post(
+                    "/v1/chat/completions",
+                    json={"model": "mock", "messages": [{"role": "user", "content": f"n{i}"}]},
+                )
+                for i in range(3)
+            ]
+    assert [a.status_code for a in answers] == [200, 200, 200]
+    kept = "".join(p.read_text() for p in tmp_path.glob("usage.journal*") if p.is_file())
+    for answer in answers:
+        assert answer.headers["x-request-id"] in kept

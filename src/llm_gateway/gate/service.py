@@ -125,17 +125,22 @@ class AccessService:
         await self._seed(starts, spent)
         return True
 
-    async def _open_storage(self) -> None:
-        from llm_gateway.storage import default_journal_path, open_storage
+    async def _start_writer(self) -> None:
+        """The ledger writer, writing through to the storage once it is open.
+
+        It starts before the storage does, so records are never held anywhere but in the
+        writer: while the database is not open yet (or will not open), its inserts fail
+        as an outage and the writer keeps them, spilling to the journal past
+        ``storage.max_buffered_records``.
+        """
+        if self.writer is not None:
+            return
+        from llm_gateway.storage import default_journal_path
         from llm_gateway.storage.writer import UsageWriter
 
         store = self._config.storage
-        storage = open_storage(store.url)
-        await storage.start()
-        self.storage = storage
-        self.storage_ready.set()
         writer = UsageWriter(
-            storage,
+            _WhenOpen(self),
             batch_size=store.batch_size,
             flush_seconds=store.flush_seconds,
             max_buffered=store.max_buffered_records,
@@ -146,6 +151,15 @@ class AccessService:
             writer.submit(record)
         self._pending.clear()
         self.writer = writer
+
+    async def _open_storage(self) -> None:
+        from llm_gateway.storage import open_storage
+
+        await self._start_writer()
+        storage = open_storage(self._config.storage.url)
+        await storage.start()
+        self.storage = storage
+        self.storage_ready.set()
 
     async def _open_storage_in_background(self) -> None:
         # The imports alone take about a second: off the event loop, so requests flow.
@@ -171,11 +185,10 @@ class AccessService:
                 await task
         await self.gate.drain()
         if self.writer is None and self._pending:
-            # Shut down before the ledger finished opening: open it now rather than drop
-            # what was served (the writer journals whatever the database will not take).
+            # Shut down before the ledger's writer started: start it now; what the
+            # database will not take goes to the journal on close.
             try:
-                async with asyncio.timeout(30):
-                    await self._open_storage()
+                await self._start_writer()
             except Exception as exc:
                 log.error("%d usage records could not be kept: %s", len(self._pending), exc)
         if self.writer is not None:
@@ -301,6 +314,21 @@ class AccessService:
         finally:
             with contextlib.suppress(Exception):
                 await pubsub.aclose()
+
+
+class _WhenOpen:
+    """The writer's store: the storage once it is open; an outage until then."""
+
+    def __init__(self, access: AccessService) -> None:
+        self._access = access
+
+    async def insert_usage(self, records: list[UsageRecord]) -> int:
+        storage = self._access.storage
+        if storage is None:
+            from llm_gateway.storage.base import StorageUnavailableError
+
+            raise StorageUnavailableError("storage is not open yet")
+        return await storage.insert_usage(records)
 
 
 def _import_storage_modules() -> None:
