@@ -115,6 +115,10 @@ async def test_known_keys_and_spent_budgets_hold_from_the_first_request() -> Non
         assert {a.headers["x-request-id"] for a in answers} <= ids and "old" in ids
 
 
+def _journal_text(folder: Path) -> str:
+    return "".join(p.read_text() for p in folder.glob("usage.journal*") if p.is_file())
+
+
 async def test_records_served_while_the_database_cannot_open_land_in_the_journal(
     tmp_path: Path,
 ) -> None:
@@ -136,6 +140,6 @@ async def test_records_served_while_the_database_cannot_open_land_in_the_journal
                 for i in range(3)
             ]
     assert [a.status_code for a in answers] == [200, 200, 200]
-    kept = "".join(p.read_text() for p in tmp_path.glob("usage.journal*") if p.is_file())
+    kept = _journal_text(tmp_path)
     for answer in answers:
         assert answer.headers["x-request-id"] in kept
