@@ -30,7 +30,8 @@ if TYPE_CHECKING:  # imported at start-up only: redis and SQLAlchemy cost import
 
 log = logging.getLogger("llm_gateway.gate")
 
-STORAGE_WAIT_SECONDS = 10.0
+STORAGE_WAIT_SECONDS = 10.0  # an admin call waits this long for storage still opening
+CLOSE_WAIT_FOR_OPEN_SECONDS = 3.0  # shutdown waits this long for it (else: the journal)
 LOOPBACK_NAMES = {"localhost", "ip6-localhost", "ip6-loopback"}
 
 
@@ -60,6 +61,7 @@ class AccessService:
         self._limits: Limits | None = None
         self._pending: list[UsageRecord] = []
         self.storage_ready = asyncio.Event()
+        self._opening: asyncio.Task[None] | None = None
         self._redis: Any = None
         self._channel = f"{config.redis.prefix}:keys-changed"
 
@@ -85,7 +87,8 @@ class AccessService:
             await self._open_storage()
             await self.reload_keys()
         else:
-            self._tasks.append(asyncio.create_task(self._open_storage_in_background()))
+            self._opening = asyncio.create_task(self._open_storage_in_background())
+            self._tasks.append(self._opening)
         if self.gate.open_mode and not is_loopback(config.server.host):
             raise OpenModeRefused(
                 f"Refusing to serve on {config.server.host}: there is no admin key and no "
@@ -178,6 +181,10 @@ class AccessService:
                 delay = min(delay * 2, 30.0)
 
     async def aclose(self) -> None:
+        if self._opening is not None and not self._opening.done():
+            # Stopped just after starting: let the ledger finish opening (bounded), so
+            # what was served goes to the database rather than waiting in the journal.
+            await asyncio.wait([self._opening], timeout=CLOSE_WAIT_FOR_OPEN_SECONDS)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
