@@ -206,6 +206,10 @@ def test_openapi_documents_both_endpoints_with_schemas() -> None:
     for path, schema in [("/api/models", "ModelsList"), ("/api/models/categories", "Categories")]:
         ok = doc["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]
         assert ok["schema"] == {"$ref": f"#/components/schemas/{schema}"}
+        # A response example that is a valid answer (the schema's own model accepts it).
+        model = ModelsList if schema == "ModelsList" else Categories
+        assert model.model_validate(ok["example"]).model_dump(mode="json") == ok["example"]
+        assert doc["components"]["schemas"][schema]["examples"] == [ok["example"]]
     schemas = doc["components"]["schemas"]
     assert schemas["CatalogModel"]["examples"][0]["id"] == "anthropic/claude-sonnet-4-5"
     assert schemas["Categories"]["examples"][0]["capabilities"]["embeddings"]

@@ -79,7 +79,9 @@ def keys() -> None:
     help="The budget's period (daily and monthly start at 00:00 UTC).",
 )
 @click.option(
-    "--expires-in-days", type=click.FloatRange(min=0, min_open=True), help="Expire after N days."
+    "--expires-in-days",
+    type=click.FloatRange(min=0, min_open=True, max=36500),
+    help="Expire after N days.",
 )
 @click.option(
     "--metadata",

@@ -7,11 +7,11 @@ replay file is read in chunks and written to the database, and only then deleted
 crash at any point leaves every record in one of the two files, and replaying a record
 twice is harmless because the ledger skips request ids it already has.
 
-One journal belongs to one process. ``claim`` takes an exclusive ``flock`` on
-``<path>.lock`` for the process's lifetime; a second live process given the same path
-(gunicorn workers sharing a working directory) takes the next free slot, ``<path>.1``,
-``<path>.2`` and so on. A slot left by a process that died is claimed by the next one
-to start, and its records are replayed. The kernel drops the lock when its holder dies.
+One journal belongs to one process (slots, ``journal_slots.py``). ``claim`` takes the
+first free slot for the process's lifetime; ``adopt_orphans`` then moves the records of
+every other slot no live process holds (left by a process that died, or by a deployment
+with more workers than this one) into this journal, where they are replayed, and deletes
+those files. Nothing is written to a slot without holding its lock.
 
 Every method here does blocking file I/O: callers run them in a thread.
 """
@@ -24,14 +24,10 @@ from collections.abc import Generator
 from pathlib import Path
 from typing import IO
 
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows: no locking, one process per journal
-    fcntl = None  # type: ignore[assignment]
-
 import msgspec
 
 from llm_gateway.core.records import UsageRecord
+from llm_gateway.storage.journal_slots import LOCKING, claim_free, slots_with_files, try_lock
 
 log = logging.getLogger("llm_gateway.storage")
 
@@ -40,9 +36,6 @@ DEFAULT_JOURNAL = "./gateway-usage.journal"
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(UsageRecord)
-
-
-MAX_SLOTS = 256
 
 
 class Journal:
@@ -60,22 +53,11 @@ class Journal:
 
     def claim(self) -> Path:
         """Take the first journal slot no other live process holds; returns its path."""
-        if self._lock is not None or fcntl is None:
+        if self._lock is not None or not LOCKING:
             return self.path
-        self.base_path.parent.mkdir(parents=True, exist_ok=True)
-        base = self.base_path
-        for slot in range(MAX_SLOTS):
-            path = base if slot == 0 else base.with_name(f"{base.name}.{slot}")
-            lock = open(path.with_name(path.name + ".lock"), "ab")  # noqa: SIM115
-            try:
-                fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                lock.close()
-                continue
-            self._lock = lock
-            self._use(path)
-            return path
-        raise RuntimeError(f"every usage journal slot next to {base} is taken")
+        path, self._lock = claim_free(self.base_path)
+        self._use(path)
+        return path
 
     def release(self) -> None:
         """Let the slot go (the lock file stays: removing it could race a new claimer)."""
@@ -83,9 +65,55 @@ class Journal:
             self._lock.close()
             self._lock = None
 
+    def adopt_orphans(self, chunk_size: int = 1000) -> int:
+        """Move the records of every slot no live process holds into this (claimed)
+        journal and delete the orphan's files; returns the records moved.
+
+        Records are appended here (fsynced) before the orphan's files go, so a crash in
+        between leaves them in both places, which the ledger's unique request id makes
+        harmless. The orphan stays locked while it is read, so no process claims it and
+        writes to it meanwhile.
+        """
+        if self._lock is None:
+            return 0
+        moved = 0
+        for path in slots_with_files(self.base_path):
+            if path == self.path:
+                continue
+            lock = try_lock(path)
+            if lock is None:  # a live process owns it
+                continue
+            try:
+                orphan = Journal(path)
+                for source in (orphan.replay_path, orphan.path):
+                    if _size(source) > 0:
+                        for chunk in orphan.read_chunks(source, chunk_size):
+                            self.append(chunk)
+                            moved += len(chunk)
+                orphan.replay_path.unlink(missing_ok=True)
+                orphan.path.unlink(missing_ok=True)
+                self.corrupt_lines += orphan.corrupt_lines
+            finally:
+                lock.close()
+            log.info("usage journal %s: took over the records of %s", self.path, path)
+        return moved
+
     def append(self, records: list[UsageRecord]) -> None:
         """Append and fsync: once this returns, the records survive a crash."""
         _append(self.path, records)
+
+    def append_in_slot(self, records: list[UsageRecord]) -> None:
+        """Append while owning a slot: this one's if still held, else any free slot taken
+        just for the write (after ``release``, a new process may already be replaying
+        this one; its next start, or another process's, adopts the records)."""
+        if self._lock is not None or not LOCKING:
+            self.append(records)
+            return
+        self.claim()
+        try:
+            self.append(records)
+        finally:
+            self.release()
 
     def reject(self, records: list[UsageRecord]) -> None:
         _append(self.rejected_path, records)
@@ -93,9 +121,6 @@ class Journal:
     def count(self) -> int:
         """Records waiting in both files (lines, so a torn line counts too)."""
         return sum(_count_lines(p) for p in (self.replay_path, self.path))
-
-    def has_records(self) -> bool:
-        return any(_size(p) > 0 for p in (self.replay_path, self.path))
 
     def begin_replay(self) -> Path | None:
         """The file to replay next: a leftover ``.replay`` first, else the live file renamed

@@ -8,8 +8,9 @@ in memory and the task retries with a bounded backoff; past ``max_buffered`` rec
 second task moves the oldest to the journal file (``journal.py``, written in a thread)
 so memory stays bounded however long the outage lasts. On recovery the journal is
 written first, then memory; the journal is removed only after its records are committed.
-At ``start`` a journal left by an earlier run is replayed; ``aclose`` makes a last attempt
-and journals whatever the database still would not take.
+At ``start`` a journal left by an earlier run is replayed, along with the journals of
+dead processes (``Journal.adopt_orphans``); ``aclose`` makes a last attempt and journals
+whatever the database still would not take. Batches are written by ``batch.py``.
 
 Exactly once rests on the ledger's unique request id: any record may be written twice
 (a batch whose commit was lost with the connection, a journal replayed after a crash),
@@ -24,21 +25,14 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import Generator
 from pathlib import Path
-from typing import Protocol
 
 from llm_gateway.core.records import UsageRecord
-from llm_gateway.storage.errors import describe, is_bad_record, is_unavailable
+from llm_gateway.storage.batch import BatchInserter, UsageSink
+from llm_gateway.storage.errors import describe, is_unavailable
 from llm_gateway.storage.journal import DEFAULT_JOURNAL, Journal
 
 log = logging.getLogger("llm_gateway.storage.writer")
-
-
-class UsageSink(Protocol):
-    """All the writer needs of a ``UsageStore``."""
-
-    async def insert_usage(self, records: list[UsageRecord]) -> int: ...
 
 
 class UsageWriter:
@@ -56,7 +50,6 @@ class UsageWriter:
     ) -> None:
         if batch_size < 1 or max_buffered < 1 or flush_seconds <= 0:
             raise ValueError("batch_size and max_buffered must be >= 1, flush_seconds > 0")
-        self._store = store
         self._batch_size = batch_size
         self._flush_seconds = flush_seconds
         self._max_buffered = max_buffered
@@ -64,6 +57,7 @@ class UsageWriter:
         self._backoff_max = backoff_max
         self._close_timeout = close_timeout
         self.journal = Journal(Path(journal_path or DEFAULT_JOURNAL))
+        self._batches = BatchInserter(store, self.journal)
 
         self._buffer: deque[UsageRecord] = deque()
         self._inflight: list[UsageRecord] = []  # taken from the buffer, not yet committed
@@ -84,10 +78,18 @@ class UsageWriter:
         self.journaled = 0  # records in the journal file(s) now
         self.spilled = 0  # records ever moved to the journal
         self.written = 0  # records committed (including ones the ledger already had)
-        self.inserted = 0  # of those, new rows
         self.failures = 0  # failed write attempts
-        self.rejected = 0  # records the database refused on their own (see _isolate)
         self.last_error: str | None = None
+
+    @property
+    def inserted(self) -> int:
+        """Of the records written, the new rows."""
+        return self._batches.inserted
+
+    @property
+    def rejected(self) -> int:
+        """Records the database refused on their own (see ``batch.py``)."""
+        return self._batches.rejected
 
     @property
     def pending(self) -> int:
@@ -117,18 +119,24 @@ class UsageWriter:
 
     def _submit_after_close(self, record: UsageRecord) -> None:
         # Only a request finishing during shutdown gets here; a small synchronous append
-        # is better than losing its record.
-        self.journal.append([record])
+        # is better than losing its record. The slot was released by ``aclose``: append
+        # only while owning one, or a process now replaying it could delete the record.
+        self.journal.append_in_slot([record])
         self.journaled += 1
         self.spilled += 1
 
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Count a journal left by an earlier run (it is replayed first) and start writing."""
+        """Count a journal left by an earlier run, and those of dead processes (replayed
+        first), and start writing."""
         if self._tasks:
             return
         await asyncio.to_thread(self.journal.claim)
+        try:
+            await asyncio.to_thread(self.journal.adopt_orphans, self._batch_size)
+        except Exception:  # unreadable orphans stay where they are; never fail start
+            log.exception("could not take over the usage journals next to %s", self.journal.path)
         leftover = await asyncio.to_thread(self.journal.count)
         if leftover:
             log.info("replaying %d usage records from %s", leftover, self.journal.path)
@@ -157,21 +165,23 @@ class UsageWriter:
         # The last attempt, once spilling has stopped, so it sees the whole journal too.
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.flush(), max(deadline - time.monotonic(), 0.1))
-        self._closed = True
+        self._closed = True  # from here on submit appends to the journal itself
         leftovers = [*self._spilling, *self._inflight, *self._buffer]
         self._spilling, self._inflight = [], []
         self._buffer.clear()
-        if leftovers:
-            await asyncio.to_thread(self.journal.append, leftovers)
-            self.journaled += len(leftovers)
-            self.spilled += len(leftovers)
-            log.warning(
-                "usage ledger closed with the database unavailable: %d records kept in %s "
-                "and written at the next start",
-                len(leftovers),
-                self.journal.path,
-            )
-        self.journal.release()
+        try:
+            if leftovers:
+                await asyncio.to_thread(self.journal.append, leftovers)
+                self.journaled += len(leftovers)
+                self.spilled += len(leftovers)
+                log.warning(
+                    "usage ledger closed with the database unavailable: %d records kept "
+                    "in %s and written at the next start",
+                    len(leftovers),
+                    self.journal.path,
+                )
+        finally:
+            self.journal.release()
 
     # -- writing --------------------------------------------------------------------------
 
@@ -202,39 +212,9 @@ class UsageWriter:
                 # The rest keep the old head's arrival time: a bound that errs early.
                 if not buffer:
                     self._oldest_at = None
-            await self._insert(self._inflight)
+            await self._batches.insert(self._inflight)
             self.written += len(self._inflight)
             self._inflight = []
-
-    async def _insert(self, batch: list[UsageRecord]) -> None:
-        try:
-            self.inserted += await self._store.insert_usage(batch)
-        except Exception as exc:
-            if not is_bad_record(exc):
-                raise
-            await self._isolate(batch)
-
-    async def _isolate(self, batch: list[UsageRecord]) -> None:
-        """The database refused a value in this batch (not an outage): write the records
-        one by one, so one bad record cannot hold up the ledger, and set aside the ones
-        refused on their own in ``<journal>.rejected`` for a person to look at."""
-        rejected: list[UsageRecord] = []
-        for one in batch:
-            try:
-                self.inserted += await self._store.insert_usage([one])
-            except Exception as exc:
-                if not is_bad_record(exc):
-                    raise  # an outage after all: the whole batch is retried (once each)
-                rejected.append(one)
-                log.error(
-                    "usage ledger: the database refused record %r (%s); set aside in %s",
-                    one.request_id[:100],
-                    describe(exc),
-                    self.journal.rejected_path,
-                )
-        if rejected:
-            await asyncio.to_thread(self.journal.reject, rejected)
-            self.rejected += len(rejected)
 
     async def _drain_journal(self) -> None:
         journal = self.journal
@@ -246,14 +226,7 @@ class UsageWriter:
                     self.journaled = 0
                     return
             corrupt_before = journal.corrupt_lines
-            chunks = journal.read_chunks(path, self._batch_size)
-            replayed = 0
-            try:
-                while (chunk := await asyncio.to_thread(_next_chunk, chunks)) is not None:
-                    await self._insert(chunk)
-                    replayed += len(chunk)
-            finally:
-                chunks.close()
+            replayed = await self._batches.replay(path, self._batch_size)
             await asyncio.to_thread(journal.finish_replay)
             self.written += replayed
             lines = replayed + journal.corrupt_lines - corrupt_before
@@ -324,10 +297,6 @@ class UsageWriter:
         self._journal_dirty = True
         self._spilling = []
         return True
-
-
-def _next_chunk(chunks: Generator[list[UsageRecord], None, None]) -> list[UsageRecord] | None:
-    return next(chunks, None)
 
 
 async def _wait(event: asyncio.Event, seconds: float) -> None:

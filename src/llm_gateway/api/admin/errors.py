@@ -1,10 +1,14 @@
-"""The admin API's own errors; they render in the OpenAI error shape like every other."""
+"""The admin API's own errors; they render in the OpenAI error shape like every other.
+
+Each is a ``core.errors`` class with its own code (and status), so the error types in each
+dialect come from the error tree rather than being restated here.
+"""
 
 from __future__ import annotations
 
 import logging
 
-from llm_gateway.core.errors import GatewayError, NotFoundError
+from llm_gateway.core.errors import GatewayError, InvalidRequestError, NotFoundError
 from llm_gateway.storage.base import StorageUnavailableError
 
 log = logging.getLogger("llm_gateway.admin")
@@ -13,18 +17,15 @@ log = logging.getLogger("llm_gateway.admin")
 class StorageDownError(GatewayError):
     """The database behind the admin API is unreachable (the hot path is unaffected)."""
 
-    status = 503
-    openai_type = "api_error"
-    anthropic_type = "api_error"
+    status = 503  # the types stay GatewayError's: api_error in both dialects
     default_code = "storage_unavailable"
 
 
-class OpenModeKeyError(GatewayError):
-    """A key may not be created in open mode (see ``create_key``)."""
+class OpenModeKeyError(InvalidRequestError):
+    """A key may not be created in open mode (see ``create_key``): the request conflicts
+    with the gateway's state, hence 409 rather than the parent's 400."""
 
     status = 409
-    openai_type = "invalid_request_error"
-    anthropic_type = "invalid_request_error"
     default_code = "admin_key_not_configured"
 
 

@@ -15,23 +15,22 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Annotated, Protocol
 
 from fastapi import APIRouter, Depends, Query, Request
 
 from llm_gateway.api.admin.errors import KeyNotFoundError, OpenModeKeyError, storage_down
 from llm_gateway.api.admin.inputs import apply_update, check_key_id, expiry, parse_time
+from llm_gateway.api.admin.usage_wire import UsagePage, UsageRecordView, UsageTotalsView
 from llm_gateway.api.admin.wire import (
+    KEY_LIST_EXAMPLE,
     KeyCreate,
     KeyCreated,
     KeyList,
     KeySpend,
     KeyUpdate,
     KeyView,
-    UsagePage,
-    UsageRecordView,
-    UsageTotalsView,
+    moment,
 )
 from llm_gateway.core.errors import InvalidRequestError
 from llm_gateway.core.records import VirtualKey
@@ -139,7 +138,17 @@ def admin_routes(state: AdminState, clock: Callable[[], float] = time.time) -> A
         view = KeyView.of(key, now)
         return KeyCreated(key=secret, **view.model_dump())
 
-    @router.get("/keys", response_model=KeyList, summary="List keys (never their secrets)")
+    @router.get(
+        "/keys",
+        response_model=KeyList,
+        summary="List keys (never their secrets)",
+        responses={
+            200: {
+                "description": "Every key, oldest first",
+                "content": {"application/json": {"example": KEY_LIST_EXAMPLE}},
+            }
+        },
+    )
     async def list_keys() -> KeyList:
         try:
             keys = await state.storage.list_keys()
@@ -198,7 +207,7 @@ def admin_routes(state: AdminState, clock: Callable[[], float] = time.time) -> A
             key_id=key.id,
             budget_period=key.budget_period,
             period=period,
-            period_start=datetime.fromtimestamp(start, UTC),
+            period_start=moment(start),
             spend=spend,
             budget=key.budget,
             remaining=remaining,

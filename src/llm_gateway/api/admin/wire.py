@@ -1,9 +1,15 @@
-"""The admin API's JSON shapes: what ``/admin/keys`` and ``/admin/usage`` take and return.
+"""The admin API's key shapes: what ``/admin/keys`` takes and returns (usage shapes are in
+``usage_wire``).
 
 Pydantic models so FastAPI validates bodies (a bad field is a 400 naming it) and shows
 them, with examples, in ``/docs``. Times go out as ISO-8601 UTC; times coming in may be
 ISO-8601 or Unix epoch seconds (pydantic accepts both for ``datetime``); a time without a
 zone is taken as UTC.
+
+Every number a key is created with is bounded: a value the rest of the gateway cannot
+represent (a year past 9999, a budget past int64 nano-dollars) must be refused here, as a
+400 naming the field, before anything is stored; otherwise the key would be stored and
+then fail every listing that shows it.
 
 A key's secret appears in exactly one shape, ``KeyCreated``, returned once by
 ``POST /admin/keys``. No shape carries the stored hash.
@@ -16,25 +22,42 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from llm_gateway.core.records import BudgetPeriod, UsageRecord, VirtualKey
-from llm_gateway.storage.base import UsageTotals
+from llm_gateway.api.admin.times import moment, to_datetime, to_epoch
+from llm_gateway.core.records import BudgetPeriod, VirtualKey
 
 KeyStatus = Literal["active", "revoked", "expired"]
 
 _EXAMPLE_ID = "key_4f1c2a9be0d37a65"
 _EXAMPLE_PREFIX = "sk-gw-AbCd"
+_VIEW_EXAMPLE: dict[str, Any] = {
+    "id": _EXAMPLE_ID,
+    "name": "checkout-service",
+    "prefix": _EXAMPLE_PREFIX,
+    "status": "active",
+    "owner": "alice@example.com",
+    "team": "payments",
+    "allowed_models": ["gpt-4o*"],
+    "rpm": 600,
+    "tpm": 200000,
+    "budget": 50.0,
+    "budget_period": "monthly",
+    "metadata": {"env": "prod"},
+    "created_at": "2026-01-05T09:30:00Z",
+    "expires_at": "2026-04-05T09:30:00Z",
+    "revoked_at": None,
+}
+KEY_LIST_EXAMPLE: dict[str, Any] = {"object": "list", "data": [_VIEW_EXAMPLE]}
 
-
-def to_datetime(epoch: float | None) -> datetime | None:
-    return None if epoch is None else datetime.fromtimestamp(epoch, UTC)
-
-
-def to_epoch(moment: datetime | None) -> float | None:
-    if moment is None:
-        return None
-    if moment.tzinfo is None:  # the API speaks UTC: a bare time means UTC, not server-local
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
+# The latest expiry accepted: a day short of what datetime can show, so a time zone
+# offset cannot push a stored expiry out of range. Further than anyone means anyway.
+MAX_EXPIRES_AT = datetime(9999, 12, 30, tzinfo=UTC)
+MAX_EXPIRES_IN_DAYS = 36500  # a hundred years
+# Far above any real use, and within what the columns and limiters hold: rpm is a 32-bit
+# column, budgets are counted in int64 nano-dollars (1e9 USD is 1e18 of them).
+MAX_RPM = 10**9
+MAX_TPM = 10**12
+MAX_BUDGET = 1e9
+MAX_PATTERNS = 1000
 
 
 def key_status(key: VirtualKey, now: float) -> KeyStatus:
@@ -48,36 +71,59 @@ def key_status(key: VirtualKey, now: float) -> KeyStatus:
 class _Limits(BaseModel):
     """Fields a key is created with and that PATCH may change."""
 
-    model_config = ConfigDict(extra="forbid")
+    # No NaN or infinity: they would pass the bounds below (comparisons with NaN are false).
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     owner: str | None = Field(None, max_length=200, description="Who the key belongs to.")
     team: str | None = Field(None, max_length=200, description="The owner's team.")
     allowed_models: list[str] | None = Field(
         None,
+        max_length=MAX_PATTERNS,
         description="Glob patterns over the model names clients send (`gpt-4o*`, "
         "`anthropic/*`). Empty or omitted: every model.",
     )
-    rpm: int | None = Field(None, ge=1, description="Requests per minute; null: unlimited.")
-    tpm: int | None = Field(None, ge=1, description="Tokens per minute; null: unlimited.")
+    rpm: int | None = Field(
+        None, ge=1, le=MAX_RPM, description="Requests per minute; null: unlimited."
+    )
+    tpm: int | None = Field(
+        None, ge=1, le=MAX_TPM, description="Tokens per minute; null: unlimited."
+    )
     budget: float | None = Field(
-        None, ge=0, description="Spend limit in USD per budget period; null: unlimited."
+        None,
+        ge=0,
+        le=MAX_BUDGET,
+        description="Spend limit in USD per budget period; null: unlimited.",
     )
     budget_period: BudgetPeriod | None = Field(
         None, description="daily and monthly periods start at 00:00 UTC; total never resets."
     )
     metadata: dict[str, Any] | None = Field(None, description="Free-form labels.")
     expires_at: datetime | None = Field(
-        None, description="When the key stops working: ISO-8601, or Unix epoch seconds."
+        None,
+        description="When the key stops working: ISO-8601, or Unix epoch seconds "
+        "(at the latest 9999-12-30).",
     )
     expires_in_days: float | None = Field(
-        None, gt=0, description="Alternative to expires_at: days from now."
+        None,
+        gt=0,
+        le=MAX_EXPIRES_IN_DAYS,
+        description="Alternative to expires_at: days from now (at most 36500).",
     )
 
     @field_validator("allowed_models")
     @classmethod
     def _no_blank_patterns(cls, value: list[str] | None) -> list[str] | None:
-        if value is not None and any(not p.strip() for p in value):
-            raise ValueError("patterns must not be empty")
+        if value is not None and any(not p.strip() or len(p) > 200 for p in value):
+            raise ValueError("patterns must be 1 to 200 characters")
+        return value
+
+    @field_validator("expires_at")
+    @classmethod
+    def _representable(cls, value: datetime | None) -> datetime | None:
+        if value is not None:
+            aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+            if aware > MAX_EXPIRES_AT:
+                raise ValueError("must be at the latest 9999-12-30T00:00:00Z")
         return value
 
 
@@ -121,29 +167,7 @@ class KeyUpdate(_Limits):
 class KeyView(BaseModel):
     """A key as the admin API shows it: never the secret, never its hash."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "id": _EXAMPLE_ID,
-                    "name": "checkout-service",
-                    "prefix": _EXAMPLE_PREFIX,
-                    "status": "active",
-                    "owner": "alice@example.com",
-                    "team": "payments",
-                    "allowed_models": ["gpt-4o*"],
-                    "rpm": 600,
-                    "tpm": 200000,
-                    "budget": 50.0,
-                    "budget_period": "monthly",
-                    "metadata": {"env": "prod"},
-                    "created_at": "2026-01-05T09:30:00Z",
-                    "expires_at": "2026-04-05T09:30:00Z",
-                    "revoked_at": None,
-                }
-            ]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [_VIEW_EXAMPLE]})
 
     id: str
     name: str
@@ -176,7 +200,7 @@ class KeyView(BaseModel):
             budget=key.budget,
             budget_period=key.budget_period,
             metadata=dict(key.metadata),
-            created_at=datetime.fromtimestamp(key.created_at, UTC),
+            created_at=moment(key.created_at),
             expires_at=to_datetime(key.expires_at),
             revoked_at=to_datetime(key.revoked_at),
         )
@@ -214,6 +238,12 @@ class KeyCreated(KeyView):
 
 
 class KeyList(BaseModel):
+    """``GET /admin/keys``: every key, oldest first; never a secret or a hash."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"object": "list", "data": [_VIEW_EXAMPLE]}]}
+    )
+
     object: Literal["list"] = "list"
     data: list[KeyView]
 
@@ -246,81 +276,10 @@ class KeySpend(BaseModel):
     remaining: float | None
 
 
-class UsageRecordView(BaseModel):
-    request_id: str
-    created_at: datetime
-    endpoint: str
-    model: str
-    key_id: str | None
-    provider: str | None
-    route_model: str | None
-    prompt_tokens: int
-    completion_tokens: int
-    cached_tokens: int
-    reasoning_tokens: int
-    cost: float
-    latency_ms: float
-    ttft_ms: float | None
-    status: int
-    error_code: str | None
-    cache_hit: bool
-    streamed: bool
-    tokens_estimated: bool
-
-    @classmethod
-    def of(cls, record: UsageRecord) -> UsageRecordView:
-        fields = {name: getattr(record, name) for name in record.__struct_fields__}
-        fields["created_at"] = datetime.fromtimestamp(record.created_at, UTC)
-        return cls(**fields)
-
-
-class UsageTotalsView(BaseModel):
-    requests: int
-    prompt_tokens: int
-    completion_tokens: int
-    cached_tokens: int
-    reasoning_tokens: int
-    cost: float
-    errors: int
-    cache_hits: int
-
-    @classmethod
-    def of(cls, totals: UsageTotals) -> UsageTotalsView:
-        return cls(**{name: getattr(totals, name) for name in totals.__struct_fields__})
-
-
-class UsagePage(BaseModel):
-    """``GET /admin/usage``: totals over every matching record, and one page of them."""
-
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "totals": {
-                        "requests": 2,
-                        "prompt_tokens": 30,
-                        "completion_tokens": 12,
-                        "cached_tokens": 0,
-                        "reasoning_tokens": 0,
-                        "cost": 0.00021,
-                        "errors": 0,
-                        "cache_hits": 0,
-                    },
-                    "records": [],
-                    "limit": 100,
-                    "offset": 0,
-                }
-            ]
-        }
-    )
-
-    totals: UsageTotalsView
-    records: list[UsageRecordView]
-    limit: int
-    offset: int
-
-
 __all__ = [
+    "KEY_LIST_EXAMPLE",
+    "MAX_EXPIRES_AT",
+    "MAX_EXPIRES_IN_DAYS",
     "KeyCreate",
     "KeyCreated",
     "KeyList",
@@ -328,10 +287,8 @@ __all__ = [
     "KeyStatus",
     "KeyUpdate",
     "KeyView",
-    "UsagePage",
-    "UsageRecordView",
-    "UsageTotalsView",
     "key_status",
+    "moment",
     "to_datetime",
     "to_epoch",
 ]

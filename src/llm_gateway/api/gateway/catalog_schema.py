@@ -6,7 +6,7 @@ these objects once per change of the model list and serves their JSON from a cac
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -25,6 +25,60 @@ CAPABILITIES: tuple[Capability, ...] = (
 COST_TIERS: tuple[CostTier, ...] = ("free", "low", "medium", "high", "unknown")
 
 _FORBID = ConfigDict(extra="forbid")
+
+# Examples for the OpenAPI document: on the schemas, and as the routes' response examples.
+MODEL_EXAMPLE: dict[str, Any] = {
+    "id": "anthropic/claude-sonnet-4-5",
+    "kind": "route",
+    "providers": ["anthropic"],
+    "routes": ["anthropic/claude-sonnet-4-5"],
+    "listed": True,
+    "context_window": 200000,
+    "max_output_tokens": 64000,
+    "prices": {
+        "input": 3.0,
+        "output": 15.0,
+        "cached_input": 0.3,
+        "cache_write": 3.75,
+    },
+    "prices_as_of": "2025-10-15",
+    "price_source": "table",
+    "capabilities": ["chat", "tools", "vision", "reasoning", "coding"],
+    "cost_tier": "high",
+}
+MODELS_EXAMPLE: dict[str, Any] = {
+    "object": "list",
+    "data": [MODEL_EXAMPLE],
+    "prices_as_of": "2025-10-15",
+    "currency": "USD",
+    "unit": "per 1M tokens",
+    "cost_tiers": {
+        "blend": "(3 * input + output) / 4",
+        "low_below": 1.0,
+        "medium_below": 5.0,
+        "free": "input and output price both 0",
+        "unknown": "input or output price unknown",
+    },
+}
+CATEGORIES_EXAMPLE: dict[str, Any] = {
+    "capabilities": {
+        "chat": ["fast", "openai/gpt-4o-mini"],
+        "tools": ["fast", "openai/gpt-4o-mini"],
+        "vision": ["fast", "openai/gpt-4o-mini"],
+        "reasoning": [],
+        "coding": [],
+        "embeddings": ["openai/text-embedding-3-small"],
+    },
+    "cost_tiers": {
+        "free": [],
+        "low": ["fast", "openai/gpt-4o-mini", "openai/text-embedding-3-small"],
+        "medium": [],
+        "high": [],
+        "unknown": [],
+    },
+    "prices_as_of": "2025-10-15",
+    "count": 3,
+}
 
 
 class ModelPrices(BaseModel):
@@ -57,29 +111,7 @@ class CatalogModel(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {
-                    "id": "anthropic/claude-sonnet-4-5",
-                    "kind": "route",
-                    "providers": ["anthropic"],
-                    "routes": ["anthropic/claude-sonnet-4-5"],
-                    "listed": True,
-                    "context_window": 200000,
-                    "max_output_tokens": 64000,
-                    "prices": {
-                        "input": 3.0,
-                        "output": 15.0,
-                        "cached_input": 0.3,
-                        "cache_write": 3.75,
-                    },
-                    "prices_as_of": "2025-10-15",
-                    "price_source": "table",
-                    "capabilities": ["chat", "tools", "vision", "reasoning", "coding"],
-                    "cost_tier": "high",
-                }
-            ]
-        },
+        json_schema_extra={"examples": [MODEL_EXAMPLE]},
     )
 
     id: str = Field(description="The name to send as 'model'.")
@@ -111,7 +143,7 @@ class CatalogModel(BaseModel):
 class ModelsList(BaseModel):
     """Every model the gateway can serve, with context window, prices and capabilities."""
 
-    model_config = _FORBID
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [MODELS_EXAMPLE]})
 
     object: Literal["list"] = "list"
     data: list[CatalogModel]
@@ -126,29 +158,7 @@ class Categories(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {
-                    "capabilities": {
-                        "chat": ["fast", "openai/gpt-4o-mini"],
-                        "tools": ["fast", "openai/gpt-4o-mini"],
-                        "vision": ["fast", "openai/gpt-4o-mini"],
-                        "reasoning": [],
-                        "coding": [],
-                        "embeddings": ["openai/text-embedding-3-small"],
-                    },
-                    "cost_tiers": {
-                        "free": [],
-                        "low": ["fast", "openai/gpt-4o-mini", "openai/text-embedding-3-small"],
-                        "medium": [],
-                        "high": [],
-                        "unknown": [],
-                    },
-                    "prices_as_of": "2025-10-15",
-                    "count": 3,
-                }
-            ]
-        },
+        json_schema_extra={"examples": [CATEGORIES_EXAMPLE]},
     )
 
     capabilities: dict[Capability, list[str]]

@@ -13,7 +13,13 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from llm_gateway.api.gateway.catalog_schema import CatalogModel, Categories, ModelsList
+from llm_gateway.api.gateway.catalog_schema import (
+    CATEGORIES_EXAMPLE,
+    MODELS_EXAMPLE,
+    CatalogModel,
+    Categories,
+    ModelsList,
+)
 from llm_gateway.api.gateway.models_catalog import ModelsCatalog, categories_of
 from llm_gateway.gate import Caller, Gate
 
@@ -24,6 +30,12 @@ _JSON = "application/json"
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "Missing or invalid API key"},
 }
+
+
+def _responses(description: str, example: dict[str, Any]) -> dict[int | str, dict[str, Any]]:
+    """The routes' OpenAPI responses: an example of the answer, and the errors."""
+    ok = {"description": description, "content": {_JSON: {"example": example}}}
+    return {200: ok, **_ERRORS}
 
 
 def _allowed(caller: Caller) -> list[str] | None:
@@ -60,7 +72,7 @@ def catalog_routes(state: GatewayState, catalog: ModelsCatalog | None = None) ->
         "they were taken), capabilities and cost tier. Served from the cached model list: "
         "no upstream call per request.",
         response_model=ModelsList,
-        responses=_ERRORS,
+        responses=_responses("The catalog (filtered to the key's allowed models)", MODELS_EXAMPLE),
     )
     async def list_models(caller: Caller = authenticated) -> Response:
         patterns = _allowed(caller)
@@ -77,7 +89,7 @@ def catalog_routes(state: GatewayState, catalog: ModelsCatalog | None = None) ->
         "free, low, medium, high, unknown (blended price (3 x input + output) / 4 per 1M "
         "tokens: low below $1, medium below $5, high from $5).",
         response_model=Categories,
-        responses=_ERRORS,
+        responses=_responses("The groups (of the key's allowed models)", CATEGORIES_EXAMPLE),
     )
     async def model_categories(caller: Caller = authenticated) -> Response:
         patterns = _allowed(caller)
