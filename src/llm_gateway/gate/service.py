@@ -79,6 +79,7 @@ class AccessService:
 
         config = self._config
         self._limits = build_limits(config.redis)
+        self._limits.on_reseed(self.reseed)
         self.limiter, self.spend = self._limits.limiter, self._limits.spend
         self.gate.attach_limits(self.limiter, self.spend)
         self.router.attach_limiter(self.limiter)
@@ -245,6 +246,21 @@ class AccessService:
         starts = self._budget_starts(keys)
         if starts and self.spend is not None:
             spent = await self.storage.spend_by_key({k: s for k, (_, s) in starts.items()})
+            await self._seed(starts, spent)
+
+    async def reseed(self) -> None:
+        """Seed the budget counters again from the ledger: Redis lost them (restart,
+        FLUSH, eviction) or answers again after an outage. Called by the limits; ``seed``
+        never lowers a counter, and a counter Redis kept is left alone."""
+        storage = self.storage
+        if storage is None or self.spend is None:
+            return  # the ledger is still opening: the start-up seed stands
+        if self.writer is not None:
+            await self.writer.flush()  # this replica's latest records into the ledger first
+        keys = await storage.list_keys()
+        starts = self._budget_starts(keys)
+        if starts:
+            spent = await storage.spend_by_key({k: s for k, (_, s) in starts.items()})
             await self._seed(starts, spent)
 
     @staticmethod

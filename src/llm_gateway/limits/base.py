@@ -100,7 +100,10 @@ class SpendCounter(Protocol):
     """
 
     async def seed(self, key_id: str, period: str, spent: float) -> None:
-        """Set the spend of a period from the ledger if the counter does not know it yet."""
+        """Set a period's spend from the ledger where the counter may lack it; never lower
+        it (the counter may count settles the ledger has not written yet). Redis seeds
+        each counter once, and again only after losing it; memory raises to the ledger's
+        figure every time (it holds this process's spend only)."""
 
     async def reserve(
         self, key_id: str, period: str, budget: float, amount: float

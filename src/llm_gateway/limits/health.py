@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Literal, ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
@@ -20,6 +22,18 @@ from redis.exceptions import (
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 log = logging.getLogger("llm_gateway.limits")
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class Down(enum.Enum):
+    """What ``RedisHealth.attempt`` returns when Redis is (or just went) down."""
+
+    DOWN = "down"
+
+
+DOWN = Down.DOWN
 
 # Errors that mean "Redis cannot serve us now", not "our script is wrong": unreachable,
 # timed out, loading (a ConnectionError), a read-only replica after a failover, out of
@@ -66,7 +80,22 @@ class RedisHealth:
         self.down_since: float | None = None
 
     def on_recover(self, callback: Callable[[], Awaitable[None]]) -> None:
+        """Run ``callback`` when Redis answers again, before it is marked up (callbacks run
+        in the order registered; one that fails does not stop the others)."""
         self._on_recover.append(callback)
+
+    async def attempt(
+        self, call: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs
+    ) -> T | Literal[Down.DOWN]:
+        """``call`` on Redis if it is up; ``DOWN`` if it is down or this call finds it so
+        (errors other than ``UNAVAILABLE`` propagate)."""
+        if not self.up:
+            return DOWN
+        try:
+            return await call(*args, **kwargs)
+        except UNAVAILABLE as exc:
+            self.failed(exc)
+            return DOWN
 
     def failed(self, exc: BaseException) -> None:
         if not self.up:
@@ -85,30 +114,40 @@ class RedisHealth:
         delay = self._probe_min
         while True:
             await asyncio.sleep(delay)
+            delay = min(delay * 2, self._probe_max)
             try:
                 async with asyncio.timeout(self._timeout * 4):
                     await self._client.ping()
             except UNAVAILABLE:
-                delay = min(delay * 2, self._probe_max)
                 continue
             except Exception:  # an answer we cannot use: keep probing
                 log.debug("Redis probe failed unexpectedly", exc_info=True)
-                delay = min(delay * 2, self._probe_max)
                 continue
-            break
-        # Pooled connections idle through the outage may be dead sockets the pool has not
-        # noticed; the first requests would trip over them and mark Redis down again.
-        with contextlib.suppress(Exception):
-            await self._client.connection_pool.disconnect(inuse_connections=False)
+            # Pooled connections idle through the outage may be dead sockets the pool has
+            # not noticed; the first requests would trip over them and mark Redis down.
+            with contextlib.suppress(Exception):
+                await self._client.connection_pool.disconnect(inuse_connections=False)
+            if await self._run_callbacks():
+                break
+        self.up = True
+        self.down_since = None
+        log.warning("Redis at %s answers again; limits are shared again", self._where)
+
+    async def _run_callbacks(self) -> bool:
+        """The recovery steps, in order. False when Redis failed again during one: then
+        it stays down and the probe carries on (the steps run again, so what they send
+        is not lost, and a replayed settle is applied once: see ``limits.failover``)."""
         for callback in self._on_recover:
             try:
                 await callback()
             except UNAVAILABLE:
-                # Gone again at once: stay up; the next failing call marks it down.
                 log.debug("Redis failed during recovery", exc_info=True)
-        self.up = True
-        self.down_since = None
-        log.warning("Redis at %s answers again; limits are shared again", self._where)
+                return False
+            except Exception as exc:
+                # A bug in one step must not kill the probe and leave Redis down for
+                # good: log it and carry on with the others.
+                log.error("a Redis recovery step failed (%s)", type(exc).__name__, exc_info=True)
+        return True
 
     async def aclose(self) -> None:
         if self._probe is not None:
@@ -118,4 +157,4 @@ class RedisHealth:
             self._probe = None
 
 
-__all__ = ["UNAVAILABLE", "RedisHealth", "describe_url"]
+__all__ = ["DOWN", "UNAVAILABLE", "Down", "RedisHealth", "describe_url"]

@@ -154,12 +154,11 @@ class MemoryRateLimiter:
 
 
 class _Budget:
-    __slots__ = ("held", "known", "reserved", "spent")
+    __slots__ = ("held", "reserved", "spent")
 
     def __init__(self) -> None:
         self.spent = 0.0
         self.reserved = 0.0
-        self.known = False  # spent was seeded or settled: ``seed`` no longer applies
         self.held: dict[str, tuple[float, float]] = {}  # id -> (expires, amount)
 
 
@@ -167,7 +166,9 @@ class MemorySpendCounter:
     """Spend per key and period with in-flight reservations, in this process.
 
     Reservations not settled within ``reservation_ttl`` seconds are released (swept at
-    most ``reservation_ttl / 4`` late), so a lost settle cannot hold budget forever.
+    most ``reservation_ttl / 4`` late), so a lost settle cannot hold budget forever. The
+    same sweep forgets a key's past daily and monthly periods once a later one of the
+    same kind exists and nothing is in flight in them (a period never comes back).
     """
 
     def __init__(self, *, reservation_ttl: float = 900.0, clock: Clock = time.monotonic) -> None:
@@ -184,15 +185,14 @@ class MemorySpendCounter:
         return budget
 
     async def seed(self, key_id: str, period: str, spent: float) -> None:
-        budget = self._budget(key_id, period)
-        if not budget.known:
-            budget.spent = spent
-            budget.known = True
+        """Raise the period's spend to the ledger's figure, never lower it: this process
+        may have settled spend the ledger has not written yet, and with several workers
+        the ledger also holds what the others spent."""
+        self.observe(key_id, period, spent)
 
     def observe(self, key_id: str, period: str, spent: float) -> None:
-        """Raise the known spend to a figure seen elsewhere (Redis), never lower it."""
+        """Raise the known spend to a figure seen elsewhere (ledger, Redis)."""
         budget = self._budget(key_id, period)
-        budget.known = True
         if spent > budget.spent:
             budget.spent = spent
 
@@ -217,7 +217,6 @@ class MemorySpendCounter:
             if held is not None:  # None: it expired and was released already
                 state.reserved = state.reserved - held[1] if state.held else 0.0
         state.spent += actual
-        state.known = True
 
     async def spent(self, key_id: str, period: str) -> float:
         budget = self._budgets.get((key_id, period))
@@ -237,7 +236,26 @@ class MemorySpendCounter:
                     state.reserved -= amount
             if not state.held:
                 state.reserved = 0.0  # no float residue once nothing is in flight
+        self._forget_past_periods()
         self._next_sweep = now + self._ttl / 4
+
+    def _forget_past_periods(self) -> None:
+        # Period ids of one kind sort by time ("d2026-11-21" < "d2026-11-22"), so the
+        # greatest per key and kind is the current one (or the newest seen); "total" has
+        # no successor and stays.
+        latest: dict[tuple[str, str], str] = {}
+        for key_id, period in self._budgets:
+            slot = (key_id, period[:1])
+            if period != "total" and period > latest.get(slot, ""):
+                latest[slot] = period
+        for key_id, period in list(self._budgets):
+            newest = latest.get((key_id, period[:1]))
+            if newest is not None and period < newest and not self._budgets[(key_id, period)].held:
+                del self._budgets[(key_id, period)]
+
+    def periods(self) -> int:
+        """How many (key, period) counters are kept (for tests of bounded memory)."""
+        return len(self._budgets)
 
     async def aclose(self) -> None:
         self._budgets.clear()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -33,6 +34,16 @@ from llm_gateway.limits.base import (
 
 NANO = 1_000_000_000  # spend is kept in nano-dollars
 _DAY_MS = 86_400_000
+# Every integer handed to a script stays below 2**53: Lua holds numbers as doubles, and
+# HINCRBY refuses anything beyond int64. An absurd estimate (max_tokens of 10**30) is
+# clamped here rather than failing inside Redis; a request that large is refused by its
+# limit or budget anyway.
+MAX_INT = 2**53 - 1
+
+
+def clamp(value: int) -> int:
+    """``value`` within ``0 .. MAX_INT``."""
+    return min(max(value, 0), MAX_INT)
 
 
 def connect(url: str, *, timeout: float = 1.0, max_connections: int = 64) -> aioredis.Redis:
@@ -84,7 +95,7 @@ _SPEND_SEED = _Script(redis_scripts.SPEND_SEED)
 
 
 def _limit(value: int | None) -> int:
-    return -1 if value is None else value
+    return -1 if value is None else min(value, MAX_INT)
 
 
 class RedisRateLimiter:
@@ -114,7 +125,7 @@ class RedisRateLimiter:
         if not active:
             return Reservation(rid, rules, tokens, time.time())
         keys: list[str] = []
-        args: list[Any] = [self._window_us, rid, max(tokens, 0)]
+        args: list[Any] = [self._window_us, rid, clamp(tokens)]
         for rule in active:
             keys.extend(self._keys(rule.subject))
             args += (_limit(rule.rpm), _limit(rule.tpm))
@@ -149,7 +160,7 @@ class RedisRateLimiter:
             if rule.rpm is not None or rule.tpm is not None
         ]
         if keys:
-            await _SETTLE(self._client, keys, [reservation.id, max(actual_tokens, 0)])
+            await _SETTLE(self._client, keys, [reservation.id, clamp(actual_tokens)])
 
     async def aclose(self) -> None:
         if self._owns_client:
@@ -171,14 +182,20 @@ def period_ttl_ms(period: str) -> int:
 
 
 def _nano(dollars: float) -> int:
-    return max(round(dollars * NANO), 0)
+    if not dollars > 0:  # also NaN
+        return 0
+    return MAX_INT if dollars >= MAX_INT / NANO else clamp(round(dollars * NANO))
 
 
 class RedisSpendCounter:
     """Spend per key and period with expiring in-flight reservations, on Redis.
 
     Reservations not settled within ``reservation_ttl`` seconds release their budget at
-    the next reserve of that key and period (a crashed replica's calls).
+    the next reserve of that key and period (a crashed replica's calls). Every settle
+    carries an id that Redis remembers for ``settle_memory`` seconds (default: the
+    reservation ttl), so sending one again after a lost reply counts it once.
+    ``on_unseeded`` is called when a reserve finds a period the ledger never seeded
+    (its hash was lost and re-created by later settles).
     """
 
     def __init__(
@@ -187,19 +204,31 @@ class RedisSpendCounter:
         *,
         prefix: str = "llmgw",
         reservation_ttl: float = 900.0,
+        settle_memory: float | None = None,
         owns_client: bool = True,
+        on_unseeded: Callable[[], None] | None = None,
     ) -> None:
         self._client = client
         self._owns_client = owns_client
         self._prefix = prefix
         self._ttl_us = round(reservation_ttl * 1_000_000)
+        memory = reservation_ttl if settle_memory is None else settle_memory
+        self.settle_memory = memory
+        self._memory_us = max(round(memory * 1_000_000), 1)
         self._new_id = IdSource(REDIS)
+        self.on_unseeded = on_unseeded
 
     def _keys(self, key_id: str, period: str) -> list[str]:
         spend = f"{self._prefix}:sp:{key_id}:{period}"
-        return [spend, spend + ":r"]
+        return [spend, spend + ":r", spend + ":d"]
+
+    def new_id(self) -> str:
+        """A fresh settle id, for a caller that may have to send the same add again."""
+        return self._new_id()
 
     async def seed(self, key_id: str, period: str, spent: float) -> None:
+        """Seed the period's spend from the ledger unless it was seeded already (then
+        Redis's figure, ahead of the ledger, stands); never lowers it."""
         keys = self._keys(key_id, period)[:1]
         await _SPEND_SEED(self._client, keys, [_nano(spent), period_ttl_ms(period)])
 
@@ -208,21 +237,29 @@ class RedisSpendCounter:
     ) -> SpendReservation:
         rid = self._new_id()
         nano = _nano(amount)
-        args = [round(budget * NANO), nano, rid, self._ttl_us, period_ttl_ms(period)]
-        reply = await _SPEND_RESERVE(self._client, self._keys(key_id, period), args)
+        args = [_nano(budget), nano, rid, self._ttl_us, period_ttl_ms(period)]
+        reply = await _SPEND_RESERVE(self._client, self._keys(key_id, period)[:2], args)
+        if int(reply[3]) == 0 and self.on_unseeded is not None:
+            self.on_unseeded()
         spent = int(reply[1]) / NANO
         if int(reply[0]) == 0:
             raise BudgetExceeded(key_id, budget, spent + int(reply[2]) / NANO)
         return HeldSpend(key_id, period, nano / NANO, id=rid, spent_seen=spent)
 
     async def settle(self, reservation: SpendReservation, actual: float) -> None:
+        """Settle a reservation under its own id as the settle id (once, however often)."""
         rid = reservation.id if isinstance(reservation, HeldSpend) else ""
-        await self.add(reservation.key_id, reservation.period, actual, rid)
+        await self.add(reservation.key_id, reservation.period, actual, rid, rid)
 
-    async def add(self, key_id: str, period: str, amount: float, rid: str = "") -> None:
-        """Add spend (releasing reservation ``rid`` if given and still held)."""
+    async def add(
+        self, key_id: str, period: str, amount: float, rid: str = "", settle_id: str = ""
+    ) -> bool:
+        """Add spend, releasing reservation ``rid`` if given and still held. A settle id
+        already applied within ``settle_memory`` adds nothing (returns False)."""
         keys = self._keys(key_id, period)
-        await _SPEND_SETTLE(self._client, keys, [rid, _nano(amount), period_ttl_ms(period)])
+        args = [rid, _nano(amount), period_ttl_ms(period), settle_id or self._new_id()]
+        args.append(self._memory_us)
+        return int(await _SPEND_SETTLE(self._client, keys, args)) == 1
 
     async def spent(self, key_id: str, period: str) -> float:
         value = await self._client.hget(self._keys(key_id, period)[0], "spent")
@@ -238,4 +275,12 @@ class RedisSpendCounter:
             await self._client.aclose()
 
 
-__all__ = ["NANO", "RedisRateLimiter", "RedisSpendCounter", "connect", "period_ttl_ms"]
+__all__ = [
+    "MAX_INT",
+    "NANO",
+    "RedisRateLimiter",
+    "RedisSpendCounter",
+    "clamp",
+    "connect",
+    "period_ttl_ms",
+]

@@ -16,6 +16,11 @@ Spend, per key and period: a HASH ``{prefix}:sp:{key}:{period}`` with ``spent`` 
 additions do) and ``r:{id}`` -> amount per reservation in flight, and a ZSET
 ``{prefix}:sp:{key}:{period}:r`` of reservation ids scored by expiry (µs), which every
 reserve prunes so a crashed replica's reservations release budget on their own.
+``seeded`` marks a hash whose spend was set from the ledger: a hash without it was created
+by a settle after the data was lost (restart without persistence, FLUSH, eviction), and
+reserve reports that so the gateway re-seeds it. A ZSET ``{prefix}:sp:{key}:{period}:d``
+holds the ids of settles already applied (scored by when they may be forgotten), so a
+settle sent again after its reply was lost adds nothing twice.
 """
 
 from __future__ import annotations
@@ -130,17 +135,11 @@ return 1
 """
 )
 
-# KEYS: spend HASH, reservations ZSET.
-# ARGV: budget, amount (nano-dollars), reservation id, reservation ttl (µs),
-# key ttl (ms, -1: none).
-# Returns {0, spent, reserved} on refusal, {1, spent, reserved after} on admission.
-SPEND_RESERVE = (
-    _PRELUDE
-    + """
-local h, z = KEYS[1], KEYS[2]
-local budget, amount = tonumber(ARGV[1]), tonumber(ARGV[2])
-local gone = redis.call('ZRANGEBYSCORE', z, '-inf', fmt(now))
-if #gone > 0 then
+# Releases the reservations of spend HASH h / ZSET z that expired by ``now``.
+_PRUNE = """
+local function prune(h, z)
+  local gone = redis.call('ZRANGEBYSCORE', z, '-inf', fmt(now))
+  if #gone == 0 then return end
   local freed = 0
   for j = 1, #gone, 500 do
     local chunk = {}
@@ -152,10 +151,26 @@ if #gone > 0 then
   redis.call('ZREMRANGEBYSCORE', z, '-inf', fmt(now))
   redis.call('HINCRBY', h, 'reserved', fmt(-freed))
 end
-local spent = tonumber(redis.call('HGET', h, 'spent') or '0')
-local reserved = tonumber(redis.call('HGET', h, 'reserved') or '0')
+"""
+
+# KEYS: spend HASH, reservations ZSET.
+# ARGV: budget, amount (nano-dollars), reservation id, reservation ttl (µs),
+# key ttl (ms, -1: none).
+# Returns {0, spent, reserved, seeded} on refusal, {1, spent, reserved after, seeded} on
+# admission; seeded is 0 when the ledger's figure never reached this hash.
+SPEND_RESERVE = (
+    _PRELUDE
+    + _PRUNE
+    + """
+local h, z = KEYS[1], KEYS[2]
+local budget, amount = tonumber(ARGV[1]), tonumber(ARGV[2])
+prune(h, z)
+local got = redis.call('HMGET', h, 'spent', 'reserved', 'seeded')
+local spent, reserved = tonumber(got[1] or '0'), tonumber(got[2] or '0')
+local seeded = 0
+if got[3] then seeded = 1 end
 if spent + reserved >= budget then
-  return {0, fmt(spent), fmt(reserved)}
+  return {0, fmt(spent), fmt(reserved), seeded}
 end
 redis.call('HINCRBY', h, 'reserved', ARGV[2])
 redis.call('HSET', h, 'r:' .. ARGV[3], ARGV[2])
@@ -165,16 +180,24 @@ if keyttl > 0 then
   redis.call('PEXPIRE', h, ARGV[5])
   redis.call('PEXPIRE', z, ARGV[5])
 end
-return {1, fmt(spent), fmt(reserved + amount)}
+return {1, fmt(spent), fmt(reserved + amount), seeded}
 """
 )
 
-# KEYS: spend HASH, reservations ZSET. ARGV: reservation id ('' for none), actual
-# (nano-dollars), key ttl (ms, -1: none).
+# KEYS: spend HASH, reservations ZSET, applied-settles ZSET.
+# ARGV: reservation id ('' for none), actual (nano-dollars), key ttl (ms, -1: none),
+# settle id, how long to remember it (µs).
+# Returns 1 when applied, 0 when this settle id was applied already.
 SPEND_SETTLE = (
-    _FMT
+    _PRELUDE
     + """
-local h, z = KEYS[1], KEYS[2]
+local h, z, d = KEYS[1], KEYS[2], KEYS[3]
+local keep = tonumber(ARGV[5])
+redis.call('ZREMRANGEBYSCORE', d, '-inf', fmt(now))
+if redis.call('ZADD', d, 'NX', fmt(now + keep), ARGV[4]) == 0 then
+  return 0
+end
+redis.call('PEXPIRE', d, fmt(math.floor(keep / 1000) + 1000))
 if ARGV[1] ~= '' and redis.call('ZREM', z, ARGV[1]) == 1 then
   local amount = redis.call('HGET', h, 'r:' .. ARGV[1]) or '0'
   redis.call('HDEL', h, 'r:' .. ARGV[1])
@@ -186,11 +209,20 @@ return 1
 """
 )
 
-# KEYS: spend HASH. ARGV: spent (nano-dollars), key ttl (ms, -1: none).
+# KEYS: spend HASH. ARGV: the ledger's spent (nano-dollars), key ttl (ms, -1: none).
+# Once per counter: a seeded hash keeps its figure (it is ahead of the ledger, which writes
+# in batches, and spend a replica sends after an outage is in the ledger already). A hash
+# without the marker was lost and re-created by settles: it takes the larger figure, never
+# lowering what it counted since. Returns 1 when it seeded.
 SPEND_SEED = """
-local set = redis.call('HSETNX', KEYS[1], 'spent', ARGV[1])
-if set == 1 and tonumber(ARGV[2]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return set
+if redis.call('HEXISTS', KEYS[1], 'seeded') == 1 then return 0 end
+local want = tonumber(ARGV[1])
+if want > tonumber(redis.call('HGET', KEYS[1], 'spent') or '0') then
+  redis.call('HSET', KEYS[1], 'spent', ARGV[1])
+end
+redis.call('HSET', KEYS[1], 'seeded', '1')
+if tonumber(ARGV[2]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 1
 """
 
 __all__ = ["RESERVE", "SETTLE", "SPEND_RESERVE", "SPEND_SEED", "SPEND_SETTLE"]

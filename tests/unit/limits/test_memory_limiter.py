@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tests.unit.limits.conftest import FakeClock
 
-from llm_gateway.limits.base import LimitRule, RateLimitExceeded
+from llm_gateway.limits.base import LimitRule, RateLimitExceeded, Reservation
 from llm_gateway.limits.memory import MemoryRateLimiter
 
 
@@ -179,7 +179,7 @@ async def test_matches_brute_force_model(
     limiter = MemoryRateLimiter(clock=clock, window=WINDOW)
     rule = (LimitRule("key:p", rpm=rpm, tpm=tpm),)
     model: list[list[float]] = []  # every admission ever: [time, tokens]
-    reservations = []
+    reservations: list[Reservation] = []
     for advance, action, tokens, pick in steps:
         clock.advance(advance)
         now = clock.now

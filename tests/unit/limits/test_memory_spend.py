@@ -40,19 +40,46 @@ async def test_periods_and_keys_are_separate(clock: FakeClock) -> None:
     await counter.reserve("other", "d2026-11-22", budget=1.0, amount=0.1)
 
 
-async def test_seed_applies_only_to_an_unknown_period(clock: FakeClock) -> None:
+async def test_seed_raises_spend_to_the_ledger_and_never_lowers_it(clock: FakeClock) -> None:
     counter = MemorySpendCounter(clock=clock)
     await counter.seed("k", "m2026-11", 4.0)
     assert await counter.spent("k", "m2026-11") == 4.0
-    await counter.seed("k", "m2026-11", 1.0)  # the counter knows it now: ignored
+    await counter.seed("k", "m2026-11", 1.0)  # a ledger lagging behind: ignored
     assert await counter.spent("k", "m2026-11") == 4.0
     with pytest.raises(BudgetExceeded) as refused:
         await counter.reserve("k", "m2026-11", budget=4.0, amount=0.1)
     assert refused.value.spent == 4.0
     held = await counter.reserve("j", "m2026-11", budget=4.0, amount=0.1)
     await counter.settle(held, 0.5)
-    await counter.seed("j", "m2026-11", 9.0)  # settled spend is knowledge too
-    assert await counter.spent("j", "m2026-11") == 0.5
+    # The ledger knows more (another worker's spend): the counter takes the larger figure.
+    await counter.seed("j", "m2026-11", 9.0)
+    assert await counter.spent("j", "m2026-11") == 9.0
+    await counter.seed("j", "m2026-11", 0.5)
+    assert await counter.spent("j", "m2026-11") == 9.0
+
+
+async def test_past_periods_are_forgotten(clock: FakeClock) -> None:
+    counter = MemorySpendCounter(clock=clock, reservation_ttl=100.0)
+    for day in range(1, 11):
+        held = await counter.reserve("k", f"d2026-11-{day:02d}", budget=5.0, amount=0.1)
+        await counter.settle(held, 0.25)
+        clock.advance(30)  # past the sweep interval (ttl / 4)
+    in_flight = await counter.reserve("k", "m2026-10", budget=5.0, amount=0.1)
+    await counter.seed("k", "m2026-11", 1.0)
+    await counter.seed("k", "total", 2.0)
+    clock.advance(30)
+    await counter.reserve("other", "d2026-11-01", budget=5.0, amount=0.1)  # sweeps
+    # Kept: k's newest day, both months (October's reservation is still in flight),
+    # total, and the other key's day.
+    assert counter.periods() == 5
+    assert await counter.spent("k", "d2026-11-10") == 0.25
+    assert await counter.spent("k", "d2026-11-09") == 0.0  # forgotten
+    assert await counter.spent("k", "total") == 2.0
+    await counter.settle(in_flight, 0.0)
+    clock.advance(30)
+    await counter.reserve("other", "d2026-11-01", budget=5.0, amount=0.1)
+    assert counter.periods() == 4  # October went once settled
+    assert await counter.spent("k", "m2026-11") == 1.0
 
 
 async def test_unsettled_reservations_expire(clock: FakeClock) -> None:

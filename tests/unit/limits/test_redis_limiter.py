@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 from tests.unit.limits.hammer import hammer
 
 from llm_gateway.limits import redis as redis_limits
+from llm_gateway.limits import redis_scripts
 from llm_gateway.limits.base import LimitRule, RateLimitExceeded
 from llm_gateway.limits.redis import RedisRateLimiter
 
@@ -108,7 +109,7 @@ async def test_unknown_script_falls_back_to_eval(
     redis_client: aioredis.Redis, prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A script the server has never seen (as after a restart or SCRIPT FLUSH).
-    fresh = redis_limits._Script(redis_limits.redis_scripts.RESERVE + f"\n-- {prefix}\n")
+    fresh = redis_limits._Script(redis_scripts.RESERVE + f"\n-- {prefix}\n")
     monkeypatch.setattr(redis_limits, "_RESERVE", fresh)
     limiter = limiter_for(redis_client, prefix)
     assert await redis_client.script_exists(fresh.sha) == [False]
