@@ -27,10 +27,11 @@ from llm_gateway.api.asgi import ASGIApp, Receive, Scope, Send, request_id, send
 from llm_gateway.api.errors import error_headers, http_error, openai_error_body
 from llm_gateway.api.openai.handlers import ChatCompletions
 from llm_gateway.api.openai.models import ModelCatalog
+from llm_gateway.api.origin import loopback_request_ok
 from llm_gateway.api.sse import HeartbeatTicker
 from llm_gateway.api.ws.hub import StatusHub
 from llm_gateway.config.schema import GatewayConfig, ModelConfig
-from llm_gateway.core.errors import GatewayError
+from llm_gateway.core.errors import GatewayError, PermissionDeniedError
 from llm_gateway.gate import Gate
 from llm_gateway.gate.service import AccessService, OpenModeRefused
 from llm_gateway.providers.base import Provider
@@ -221,6 +222,9 @@ class GatewayApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
+            if self.state.gate.open_mode and not loopback_request_ok(scope):
+                await self._refuse_non_loopback(scope, send)
+                return
             handler = self._fast.get((scope["method"], scope["path"]))
             if handler is not None:
                 await handler(scope, receive, send)
@@ -233,6 +237,18 @@ class GatewayApp:
             return
         api = self._api or await self.api()
         await api(scope, receive, send)
+
+    async def _refuse_non_loopback(self, scope: Scope, send: Send) -> None:
+        # Open mode trusts whoever can reach the socket, which must then be this machine
+        # only: a web page's cross-site request or a DNS-rebound name is refused.
+        error = PermissionDeniedError(
+            "In open mode the gateway serves only this machine: the request's Host or "
+            "Origin is not a loopback address.",
+            code="non_loopback_origin",
+        )
+        await send_body(
+            send, 403, openai_error_body(error), error_headers(error, request_id(scope))
+        )
 
     async def _method_not_allowed(self, scope: Scope, send: Send) -> None:
         error = http_error(405, scope["method"], scope["path"])

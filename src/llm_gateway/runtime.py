@@ -14,8 +14,10 @@ from __future__ import annotations
 import gc
 import logging
 import os
+from typing import Any
 
 from llm_gateway.config.schema import LoggingConfig
+from llm_gateway.status.redact import REDACTED, redact_secrets
 
 DEFAULT_THRESHOLDS = (50_000, 20, 100)
 
@@ -40,11 +42,57 @@ def tune_gc() -> tuple[int, int, int]:
 
 
 _HANDLER_NAME = "llm_gateway.console"
+# uvicorn logs each WebSocket handshake with its query string ("WebSocket /ws?token=...")
+# on uvicorn.error, whatever access_log says, and request lines on uvicorn.access.
+SERVER_LOGGERS = ("uvicorn.error", "uvicorn.access")
+_SECRET_HEADERS = frozenset(
+    {"authorization", "proxy-authorization", "x-api-key", "api-key", "cookie", "set-cookie"}
+)
+# A cheap pre-check: only messages that may hold a credential pay for the regex.
+_HINTS = ("token=", "sk-", "key=", "secret=", "password=", "bearer", "Bearer", "AIza", "@")
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, str) and any(hint in value for hint in _HINTS):
+        return redact_secrets(value)
+    return value
+
+
+class SecretsFilter(logging.Filter):
+    """Redacts credentials in a record's message and arguments; never drops a record.
+
+    The arguments are cleaned one by one rather than the message formatted once, because
+    uvicorn's access formatter unpacks ``record.args`` positionally.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = _clean(record.msg)
+        args = record.args
+        if isinstance(args, tuple):
+            if len(args) == 2 and str(args[0]).lower() in _SECRET_HEADERS:
+                # The WebSocket library logs each handshake header as ("< %s: %s", name,
+                # value) at DEBUG; a key need not look like one (an admin key is free text).
+                record.args = (args[0], REDACTED)
+                return True
+            record.args = tuple(_clean(a) for a in args)
+        elif isinstance(args, dict):
+            record.args = {k: _clean(v) for k, v in args.items()}
+        return True
+
+
+def install_secrets_filter(names: tuple[str, ...] = SERVER_LOGGERS) -> None:
+    """Adds ``SecretsFilter`` to each named logger once (idempotent)."""
+    for name in names:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, SecretsFilter) for f in logger.filters):
+            logger.addFilter(SecretsFilter())
 
 
 def apply_logging(config: LoggingConfig) -> None:
     """The gateway's log level and ``logging.loggers`` (a level per logger, e.g. to quiet
-    a noisy library). Runs in every worker; uvicorn configures only its own loggers."""
+    a noisy library). Runs in every worker; uvicorn configures only its own loggers.
+    Also installs the secrets filter on uvicorn's loggers, however uvicorn was started."""
+    install_secrets_filter()
     ours = logging.getLogger("llm_gateway")
     ours.setLevel(config.level)
     # Under uvicorn nothing handles the root logger, so without a handler of our own only

@@ -31,8 +31,14 @@ def test_breaker_state_feeds_provider_state(gateway_factory: GatewayFactory) -> 
         }
         with gateway_factory(config) as gw:
             body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
-            first = httpx.get(f"{gw.url}/health").json()
-            assert first["components"]["database"]["status"] == "ok"
+            # The SQLite ledger opens just behind start-up: wait for it to report ok.
+            deadline = time.monotonic() + 10
+            while True:
+                first = httpx.get(f"{gw.url}/health").json()
+                if first["components"]["database"]["status"] == "ok":
+                    break
+                assert time.monotonic() < deadline, first
+                time.sleep(0.1)
             assert {k: first[k] for k in ("status", "providers")} == {
                 "status": "healthy",
                 "providers": {"up": "HEALTHY", "off": "NOT_CONFIGURED"},

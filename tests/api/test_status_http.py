@@ -90,7 +90,7 @@ def test_health_check_true_makes_one_real_minimal_completion() -> None:
     config = config_for("", check_on_startup=False)
     with run_server(upstream) as fake:
         config["providers"]["up"]["base_url"] = f"{fake.url}/v1"
-        with gateway(config) as (gw, _):
+        with gateway(config) as (gw, app):
             plain = httpx.get(f"{gw.url}/api/llm/health", params={"provider": "up"}).json()
             assert plain["checks"] is None and upstream.requests == []
             checked = httpx.get(
@@ -110,6 +110,12 @@ def test_health_check_true_makes_one_real_minimal_completion() -> None:
             )
             assert check["latency_ms"] > 0 and check["error"] is None
             assert [p["name"] for p in checked["providers"]] == ["up"]
+            # Within the cache period a check reuses the last result: no second paid call.
+            again = httpx.get(
+                f"{gw.url}/api/llm/health", params={"provider": "up", "check": "true"}
+            ).json()
+            assert len(chat_posts(upstream)) == 1 and again["checks"] == checked["checks"]
+            app.state.checker.cache_seconds = 0.0
             # A failing check makes the provider UNHEALTHY and says why.
             upstream.queue(Scenario(error=ErrorSpec("server", "model server down")))
             failed = httpx.get(

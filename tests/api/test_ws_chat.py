@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -85,8 +86,9 @@ async def test_chat_action_answers_once_with_the_request_id(api: Served) -> None
     assert data["model"] == "mock-1" and data["provider"] == "mock"
     assert data["finishReason"] == "stop" and data["metadata"] == {"tab": 3}
     assert_stats(data["stats"])
-    record = next(r for r in api.wait_records(1) if r.request_id.startswith("r-1-"))
+    record = next(r for r in api.wait_records(1) if r.request_id.startswith("r-1~"))
     assert record.endpoint == "ws.chat" and record.status == 200
+    assert re.fullmatch(r"r-1~[0-9a-f]{16}", record.request_id)  # the one suffix format
 
 
 async def test_a_reused_request_id_still_gets_its_own_usage_record(api: Served) -> None:
@@ -94,7 +96,7 @@ async def test_a_reused_request_id_still_gets_its_own_usage_record(api: Served) 
         for _ in range(2):
             await ws.send(ask("llm/chat", "again", "same-id"))
             assert (await recv(ws))["requestId"] == "same-id"
-    ids = [r.request_id for r in api.records if r.request_id.startswith("same-id-")]
+    ids = [r.request_id for r in api.records if r.request_id.startswith("same-id~")]
     assert len(ids) == 2 and len(set(ids)) == 2
 
 
@@ -167,7 +169,7 @@ async def test_cancel_stops_the_request_and_closes_its_upstream() -> None:
             await ws.send(ask("llm/chat", "after", "c-2", modelId="m"))
             after = await recv(ws)
             assert after["type"] == "response" and after["requestId"] == "c-2"
-        record = next(r for r in served.wait_records(2) if r.request_id.startswith("c-1-"))
+        record = next(r for r in served.wait_records(2) if r.request_id.startswith("c-1~"))
     assert record.error_code == "client_closed_request" and record.streamed
 
 
@@ -324,3 +326,76 @@ async def test_a_key_is_required_at_connect_once_an_admin_key_is_set() -> None:
         async with chat(served, additional_headers=headers) as ws:
             await ws.send(ask("llm/chat", "header", "a-2"))
             assert (await recv(ws))["data"]["text"] == mock_text("header")
+
+
+# --- a client that stops reading ------------------------------------------------------------
+
+
+class StuckSocket:
+    """A WebSocket whose client reads ``allow`` frames, then nothing: later sends hang."""
+
+    def __init__(self, frames: list[str], allow: int) -> None:
+        self.incoming: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        for text in frames:
+            self.incoming.put_nowait({"type": "websocket.receive", "text": text})
+        self.allow = allow
+        self.sent: list[str] = []
+        self.closed: int | None = None
+
+    async def receive(self) -> dict[str, Any]:
+        return await self.incoming.get()  # the client sends nothing more, nor leaves
+
+    async def send_text(self, text: str) -> None:
+        if len(self.sent) >= self.allow:
+            await asyncio.Event().wait()  # the socket buffer is full: never drains
+        self.sent.append(text)
+
+    async def close(self, code: int = 1000, reason: str | None = None) -> None:
+        self.closed = code
+
+
+class EndlessCall:
+    """An upstream stream that never ends by itself; records how it was ended."""
+
+    def __init__(self) -> None:
+        self.ended: type[BaseException] | None = None
+
+    async def stream(self, emit: Any) -> Any:
+        try:
+            while True:
+                await emit("text", "x" * 100)
+                await asyncio.sleep(0)
+        except BaseException as exc:
+            self.ended = type(exc)
+            raise
+
+
+class EndlessGenerator:
+    def __init__(self) -> None:
+        self.calls: list[EndlessCall] = []
+
+    async def admit(self, *args: Any, **kwargs: Any) -> EndlessCall:
+        call = EndlessCall()
+        self.calls.append(call)
+        return call
+
+
+async def test_a_client_that_stops_reading_is_closed_and_its_upstreams_released() -> None:
+    from llm_gateway.api.ws.chat import ChatConnection
+    from llm_gateway.gate import Caller
+
+    frames = [ask("llm/stream", "go", f"s-{i}") for i in range(3)]
+    socket, generator = StuckSocket(frames, allow=5), EndlessGenerator()
+    connection = ChatConnection(
+        socket,  # type: ignore[arg-type]
+        generator,  # type: ignore[arg-type]
+        Caller(),
+        max_frame_bytes=FRAME_LIMIT,
+        send_timeout=0.2,
+    )
+    started = asyncio.get_running_loop().time()
+    await asyncio.wait_for(connection.serve(), 3)  # ends by itself: the reader is stopped
+    assert asyncio.get_running_loop().time() - started < 1.5
+    assert len(generator.calls) == 3 and len(socket.sent) == 5
+    assert all(call.ended is not None for call in generator.calls)  # no stream held open
+    assert socket.closed == 1013

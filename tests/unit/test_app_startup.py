@@ -26,7 +26,7 @@ async def test_fastapi_routes_work_without_a_lifespan() -> None:
     """Served without lifespan events (some ASGI hosts), the API is built on first use."""
     app = create_app(GatewayConfig.model_validate({"providers": {"mock": {"type": "mock"}}}))
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
         health = await client.get("/health")
         assert health.json() == {
             "status": "healthy",

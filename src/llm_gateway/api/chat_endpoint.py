@@ -11,7 +11,6 @@ is a few hundred microseconds per request on one core (see docs/performance.md).
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
@@ -27,29 +26,13 @@ from llm_gateway.api.asgi import (
 )
 from llm_gateway.api.headers import gateway_headers
 from llm_gateway.api.sse import HeartbeatTicker, SSEResponse
-from llm_gateway.core.errors import GatewayError, InvalidRequestError, UpstreamError
+from llm_gateway.core.errors import GatewayError, InvalidRequestError
 from llm_gateway.core.events import StreamEvent
 from llm_gateway.core.types import ChatRequest, ChatResponse
-from llm_gateway.gate import Gate, Outcome, StreamMeter, Ticket
-from llm_gateway.routing.router import CallTrace, ModelPlan, Router, close_stream
-
-log = logging.getLogger("llm_gateway.api")
-
-CLIENT_CLOSED = 499  # nginx's "client closed request", for the ledger only
-
-
-class ClientDisconnected(GatewayError):
-    status = CLIENT_CLOSED
-    default_code = "client_disconnected"
-
-
-def internal_error(exc: BaseException) -> GatewayError:
-    """A bug must still answer in the dialect's shape, without leaking internals."""
-    log.error("unexpected error while serving a request", exc_info=exc)
-    error = UpstreamError("The gateway hit an internal error while serving this request.")
-    error.status = 500
-    error.code = "internal_error"
-    return error
+from llm_gateway.gate import Gate, StreamMeter, Ticket
+from llm_gateway.gate.run import CLIENT_CLOSED, StreamCall, complete, internal_error
+from llm_gateway.routing.route import Route
+from llm_gateway.routing.router import CallTrace, ModelPlan, Router
 
 
 class StreamEncoder(Protocol):
@@ -130,7 +113,8 @@ class ChatEndpoint:
                 request_id=ledger_id(scope, rid),
                 started=started,
             )
-        except GatewayError as error:
+        except Exception as exc:  # cancellation (the client left while we read) passes
+            error = exc if isinstance(exc, GatewayError) else internal_error(exc)
             if caller is not None and model is not None:
                 # Refused for a known caller and model (limit, budget, allow-list, unknown
                 # model): the ledger keeps it, so dashboards see rejections too.
@@ -166,44 +150,17 @@ class ChatEndpoint:
         ticket: Ticket,
     ) -> None:
         trace = CallTrace()
+
+        def render(response: ChatResponse, route: Route) -> tuple[bytes, Route]:
+            return self.render(response, request, rid), route
+
         try:
-            response, route = await self._router.complete(plan, request, trace)
-            body = self.render(response, request, rid)
-        except GatewayError as error:
+            (body, route), _ = await complete(self._router, plan, request, ticket, trace, render)
+        except GatewayError as error:  # the ticket is finished; cancellation passes
             watch.finish()
-            ticket.finish(
-                Outcome(
-                    status=error.status,
-                    error=error,
-                    route=trace.route,
-                    reservations=trace.reservations,
-                )
-            )
             await self.send_error(send, error, rid)
             return
-        except asyncio.CancelledError:
-            # The client left: the upstream call is cancelled, the prompt may be billed.
-            ticket.finish(
-                Outcome(
-                    status=CLIENT_CLOSED,
-                    error=ClientDisconnected(""),
-                    route=trace.route,
-                    reservations=trace.reservations,
-                )
-            )
-            raise
-        except Exception as exc:
-            failure = internal_error(exc)
-            watch.finish()
-            ticket.finish(
-                Outcome(
-                    status=500, error=failure, route=trace.route, reservations=trace.reservations
-                )
-            )
-            await self.send_error(send, failure, rid)
-            return
         watch.finish()
-        ticket.finish(Outcome(route=route, usage=response.usage, reservations=trace.reservations))
         headers = self.id_headers(rid)
         headers += gateway_headers(route, trace, ticket.started)
         headers += ticket.headers()
@@ -230,40 +187,22 @@ class ChatEndpoint:
         sse = SSEResponse(send, self.id_headers(rid))
         self._ticker.add(sse)
         encoder = self.stream_encoder(request, rid, options)
-        trace = CallTrace()
-        meter = StreamMeter(ticket.started)
-        outcome = Outcome(streamed=True, reservations=trace.reservations)
+        run = StreamCall(self._router, plan, request, ticket, response=sse)
         try:
-            try:
-                route, first, events = await self._router.open_stream(plan, request, trace)
-            except GatewayError as error:
-                watch.finish()
-                outcome.status, outcome.error = error.status, error
-                if sse.started:  # a heartbeat already committed us to a 200 stream
-                    outcome.status = 200
-                    await sse.close(encoder.error(error))
-                else:
-                    await self.send_error(send, error, rid)
-                return
-            outcome.route = route
-            try:
-                sse.add_headers(gateway_headers(route, trace, ticket.started) + ticket.headers())
-                ended = await self._relay(sse, encoder, first, events, watch, meter)
-                outcome.error = ended
-                if ended is None or ended.code != "internal_error":  # our bug is not the route's
-                    trace.finished(ended)
-            finally:
-                await close_stream(events)
-        except asyncio.CancelledError:
-            outcome.error = ClientDisconnected("")
-            raise
+            async with run:
+                first = await run.open()
+                assert run.route is not None and run.events is not None
+                headers = gateway_headers(run.route, run.trace, ticket.started)
+                sse.add_headers(headers + ticket.headers())
+                run.error = await self._relay(sse, encoder, first, run.events, watch, run.meter)
+        except GatewayError as error:  # opening failed (the relay answers its own errors)
+            watch.finish()
+            if sse.started:  # a heartbeat already committed us to a 200 stream
+                await sse.close(encoder.error(error))
+            else:
+                await self.send_error(send, error, rid)
         finally:
             self._ticker.discard(sse)
-            outcome.usage = meter.usage
-            outcome.ttft_ms = meter.ttft_ms
-            if meter.usage is None:
-                outcome.produced_text = meter.produced_text()
-            ticket.finish(outcome)
 
     @staticmethod
     async def _relay(
@@ -310,4 +249,4 @@ class ChatEndpoint:
         return None
 
 
-__all__ = ["CLIENT_CLOSED", "ChatEndpoint", "ClientDisconnected", "StreamEncoder", "internal_error"]
+__all__ = ["CLIENT_CLOSED", "ChatEndpoint", "StreamEncoder", "internal_error"]

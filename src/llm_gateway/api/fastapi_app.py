@@ -140,7 +140,7 @@ def build_api(state: GatewayState) -> FastAPI:
         err = InvalidRequestError(f"Invalid value for '{param}': {first.get('msg')}", param=param)
         return JSONResponse(error_payload(err), status_code=400)
 
-    api.include_router(models_routes(state.catalog))
+    api.include_router(models_routes(state.catalog, state.gate))
     api.include_router(admin_routes(state))
     api.include_router(generate_routes(state))
     api.include_router(catalog_routes(state))

@@ -66,6 +66,25 @@ def uvicorn_options(config: GatewayConfig) -> dict[str, Any]:
     }
 
 
+def workers_warning(config: GatewayConfig, workers: int) -> str | None:
+    """What goes wrong with several workers and no Redis, or None when nothing does.
+
+    Without Redis each worker counts rate limits and budgets in its own memory, so the
+    effective limits are multiplied by the number of workers, and a revoked key keeps
+    working in the other workers until their next key refresh.
+    """
+    if workers <= 1 or config.redis.url:
+        return None
+    refresh = config.auth.keys_refresh_seconds
+    return (
+        f"warning: {workers} workers without redis.url: each worker keeps its own rate "
+        f"limits and budgets, so a key may use up to {workers}x its rpm, tpm and budget; "
+        f"key changes (revocation included) reach the other workers only at their next "
+        f"key refresh (auth.keys_refresh_seconds = {refresh:g} s). Set redis.url "
+        f"(LLM_GATEWAY_REDIS_URL) to share them."
+    )
+
+
 def raise_open_file_limit() -> int:
     """Lift the soft limit on open files to the hard limit and return it.
 
@@ -123,6 +142,9 @@ def serve(
 
     options = uvicorn_options(config)
     click.echo(startup_line(config), err=True)
+    warning = workers_warning(config, workers)
+    if warning is not None:
+        click.echo(warning, err=True)
     if workers > 1:
         os.environ.update(worker_environment(config))  # inherited by worker processes
         uvicorn.run(WORKER_FACTORY, factory=True, workers=workers, **options)

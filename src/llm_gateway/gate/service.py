@@ -31,7 +31,6 @@ if TYPE_CHECKING:  # imported at start-up only: redis and SQLAlchemy cost import
 log = logging.getLogger("llm_gateway.gate")
 
 STORAGE_WAIT_SECONDS = 10.0  # an admin call waits this long for storage still opening
-CLOSE_WAIT_FOR_OPEN_SECONDS = 3.0  # shutdown waits this long for it (else: the journal)
 LOOPBACK_NAMES = {"localhost", "ip6-localhost", "ip6-loopback"}
 
 
@@ -182,10 +181,6 @@ class AccessService:
                 delay = min(delay * 2, 30.0)
 
     async def aclose(self) -> None:
-        if self._opening is not None and not self._opening.done():
-            # Stopped just after starting: let the ledger finish opening (bounded), so
-            # what was served goes to the database rather than waiting in the journal.
-            await asyncio.wait([self._opening], timeout=CLOSE_WAIT_FOR_OPEN_SECONDS)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

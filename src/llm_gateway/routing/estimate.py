@@ -28,6 +28,9 @@ TOOL_CALL_OVERHEAD_TOKENS = 8  # id, type and framing of one call
 IMAGE_TOKENS_LOW = 85
 IMAGE_TOKENS_HIGH = 765
 DEFAULT_COMPLETION_TOKENS = 512
+# Reservations never assume a longer answer than this (a caller's max_tokens of 10**12
+# must not reserve a whole rate limit or an int64-overflowing cost).
+COMPLETION_CEILING = 262_144
 
 _encode = msgspec.json.encode
 

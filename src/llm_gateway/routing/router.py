@@ -54,7 +54,11 @@ from llm_gateway.limits.base import LimitRule, RateLimiter, RateLimitExceeded, R
 from llm_gateway.providers.base import Provider
 from llm_gateway.routing.backoff import retry_delay, should_retry
 from llm_gateway.routing.breaker import CircuitBreaker
-from llm_gateway.routing.estimate import estimate_completion_tokens, estimate_prompt_tokens
+from llm_gateway.routing.estimate import (
+    COMPLETION_CEILING,
+    estimate_completion_tokens,
+    estimate_prompt_tokens,
+)
 from llm_gateway.routing.hedging import hedge_delay
 from llm_gateway.routing.route import Route
 from llm_gateway.routing.stats import StatsBook
@@ -202,7 +206,8 @@ class Router:
         if limiter is None or (route.rpm is None and route.tpm is None):
             return True
         rule = LimitRule(f"route:{route.label}", route.rpm, route.tpm)
-        tokens = estimate_prompt_tokens(request) + estimate_completion_tokens(request)
+        completion = min(estimate_completion_tokens(request), COMPLETION_CEILING)
+        tokens = estimate_prompt_tokens(request) + completion
         try:
             trace.reservations.append(await limiter.reserve((rule,), tokens))
         except RateLimitExceeded as exc:

@@ -8,7 +8,11 @@ passed, whichever comes first; a check still running then continues in the backg
 updates the provider's state when it ends (bounded by ``check_timeout``).
 
 The listing is free on every provider API; the completion check (``GET
-/api/llm/health?check=true``) costs one token (``max_tokens: 1``).
+/api/llm/health?check=true``, admin only) costs one token (``max_tokens: 1``). Completion
+checks of one provider are merged: callers arriving while one runs share its result, and a
+result is reused for ``COMPLETION_CACHE_SECONDS``, so a burst of checks makes one paid call.
+The model checked is the provider's first configured route's model, else the first model
+it lists that can chat (not an embedding, speech, image or moderation model).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
@@ -37,6 +41,18 @@ log = logging.getLogger("llm_gateway.status")
 T = TypeVar("T")
 
 CHECK_PROMPT = "ping"  # the minimal completion's whole prompt
+COMPLETION_CACHE_SECONDS = 10.0
+# Listed models that cannot answer a chat completion (OpenAI-style names).
+_NOT_CHAT = ("embed", "whisper", "tts", "dall-e", "moderation", "transcribe", "image")
+
+
+def chat_model(models: Iterable[str]) -> str | None:
+    """The first model id that looks like a chat model."""
+    for model in models:
+        lowered = model.lower()
+        if not any(marker in lowered for marker in _NOT_CHAT):
+            return model
+    return None
 
 
 @dataclass(frozen=True)
@@ -68,6 +84,9 @@ class HealthChecker:
         self._timeout = check_timeout
         self._preferred = dict(preferred_models or {})
         self._tasks: set[asyncio.Task[object]] = set()
+        self._completions: dict[str, asyncio.Task[CheckResult]] = {}  # running, by provider
+        self._recent: dict[str, tuple[float, CheckResult]] = {}  # monotonic end, result
+        self.cache_seconds = COMPLETION_CACHE_SECONDS
         self.startup_done = asyncio.Event()
 
     # -- start-up -------------------------------------------------------------------------
@@ -122,26 +141,44 @@ class HealthChecker:
         return self._record(name, "models", started, models=models)
 
     async def complete(self, name: str) -> CheckResult:
-        """One real completion of ``max_tokens: 1`` on a model of the provider."""
+        """One real completion of ``max_tokens: 1`` on a model of the provider, shared by
+        concurrent callers and reused for ``cache_seconds``."""
+        recent = self._recent.get(name)
+        if recent is not None and time.monotonic() - recent[0] < self.cache_seconds:
+            return recent[1]
+        task = self._completions.get(name)
+        if task is None:
+            task = self._spawn(self._complete(name))
+            self._completions[name] = task
+            task.add_done_callback(lambda _: self._completions.pop(name, None))
+        # Shielded: a caller that goes away does not cancel the check others await.
+        return await asyncio.shield(task)
+
+    async def _complete(self, name: str) -> CheckResult:
         provider = self._providers.get(name)
         if provider is None:
             return _not_configured(name, "completion")
         started = time.monotonic()
-        model = self._preferred.get(name) or next(iter(self._tracker.models(name)), None)
+        model = self._preferred.get(name) or chat_model(self._tracker.models(name))
         try:
             if model is None:
                 listed = await self._bounded(provider.list_models)
-                model = listed[0].id if listed else None
+                model = chat_model(m.id for m in listed)
             if model is None:
-                raise NotFoundError(f"provider '{name}' lists no model to check", provider=name)
+                raise NotFoundError(
+                    f"provider '{name}' lists no chat model to check", provider=name
+                )
             chosen = model
             request = ChatRequest(
                 model=chosen, messages=[Message(role="user", content=CHECK_PROMPT)], max_tokens=1
             )
             await self._bounded(lambda: provider.complete(request, chosen))
         except GatewayError as error:
-            return self._record(name, "completion", started, model=model, error=error)
-        return self._record(name, "completion", started, model=model)
+            result = self._record(name, "completion", started, model=model, error=error)
+        else:
+            result = self._record(name, "completion", started, model=model)
+        self._recent[name] = (time.monotonic(), result)
+        return result
 
     async def _bounded(self, call: Callable[[], Awaitable[T]]) -> T:
         try:

@@ -65,9 +65,10 @@ def change_frame(change: StateChange, overall: str) -> dict[str, Any]:
     }
 
 
-# The ledger keeps a caller-chosen x-request-id with a random suffix (api/asgi.py:
-# ledger_id); the feed shows the id the caller saw in the response header.
-_LEDGER_SUFFIX = re.compile(r"~[0-9a-f]{8}$")
+# The ledger keeps a caller-chosen id (x-request-id, or a /ws requestId) with a random
+# suffix, "~" and 16 hex digits (api/asgi.py ledger_id, api/ws/chat_protocol.py); the feed
+# shows the id the caller chose.
+_LEDGER_SUFFIX = re.compile(r"~[0-9a-f]{16}$")
 
 
 def stats_frame(record: UsageRecord) -> dict[str, Any]:

@@ -4,11 +4,15 @@ The rules (docs/status-api.md):
 
 * a provider without usable credentials is NOT_CONFIGURED, for good;
 * a provider with any route whose circuit breaker is not closed is UNHEALTHY;
-* otherwise its state is what the latest evidence said: a successful call or check makes
-  it HEALTHY; a failure that is the provider's fault (a retryable upstream error, or the
-  upstream rejecting the gateway's own credentials) makes it UNHEALTHY; the caller's own
-  mistakes (400, 404, 413, context window) say nothing about the provider and change
-  nothing.
+* otherwise its state follows the evidence, with hysteresis so one stray error (a single
+  429) does not flip it back and forth: ``failures_to_unhealthy`` (3) consecutive calls
+  failing by the provider's fault (a retryable upstream error) make it UNHEALTHY, and
+  then ``successes_to_healthy`` (2) consecutive successful calls make it HEALTHY again.
+  The upstream rejecting the gateway's own credentials makes it UNHEALTHY at once (no
+  retry will fix that), and so does a failed health check; a successful check makes it
+  HEALTHY at once (checks are deliberate probes, not samples of traffic). The caller's
+  own mistakes (400, 404, 413, context window) say nothing about the provider and change
+  nothing, not even the counts.
 
 A provider starts HEALTHY (with ``checked_at`` None until a check has run): traffic flows
 to it until something says otherwise, as it did before any checks existed.
@@ -103,6 +107,12 @@ class _Entry:
     latencies: LatencyWindow = field(default_factory=LatencyWindow)
     successes: int = 0
     failures: int = 0
+    fail_streak: int = 0  # consecutive provider-fault failures
+    ok_streak: int = 0  # consecutive successes
+
+
+FAILURES_TO_UNHEALTHY = 3
+SUCCESSES_TO_HEALTHY = 2
 
 
 def provider_at_fault(error: GatewayError) -> bool:
@@ -131,10 +141,14 @@ class ProviderTracker:
         unavailable: Mapping[str, str],
         *,
         clock: Callable[[], float] = time.time,
+        failures_to_unhealthy: int = FAILURES_TO_UNHEALTHY,
+        successes_to_healthy: int = SUCCESSES_TO_HEALTHY,
     ) -> None:
         """``types``: every configured provider's name and type; ``unavailable``: the
         names (with reasons) of those without usable credentials."""
         self._clock = clock
+        self._fail_after = max(1, failures_to_unhealthy)
+        self._recover_after = max(1, successes_to_healthy)
         now = clock()
         self._entries: dict[str, _Entry] = {}
         for name, kind in types.items():
@@ -167,11 +181,18 @@ class ProviderTracker:
         if error is None:
             entry.successes += 1
             entry.latencies.add(seconds)
-            self._update(entry, ProviderState.HEALTHY)
+            entry.ok_streak += 1
+            entry.fail_streak = 0
+            if entry.health != ProviderState.UNHEALTHY or entry.ok_streak >= self._recover_after:
+                self._update(entry, ProviderState.HEALTHY)
         elif provider_at_fault(error):
             entry.failures += 1
             entry.error = ErrorInfo.of(error, self._clock())
-            self._update(entry, ProviderState.UNHEALTHY)
+            entry.fail_streak += 1
+            entry.ok_streak = 0
+            at_once = isinstance(error, UpstreamAuthenticationError)
+            if at_once or entry.fail_streak >= self._fail_after:
+                self._update(entry, ProviderState.UNHEALTHY)
 
     def record_check(
         self,
@@ -189,10 +210,12 @@ class ProviderTracker:
         if models is not None:
             entry.models = tuple(models)
         if error is None:
+            entry.fail_streak = 0
             self._update(entry, ProviderState.HEALTHY)
         else:
             entry.error = ErrorInfo.of(error, entry.checked_at)
             if provider_at_fault(error):
+                entry.ok_streak = 0
                 self._update(entry, ProviderState.UNHEALTHY)
 
     def breaker_changed(self, provider: str, route: str, new: str) -> None:

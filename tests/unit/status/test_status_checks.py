@@ -148,3 +148,39 @@ async def test_no_dependencies_means_no_components(names: list[str]) -> None:
 
         deps.register_dependency(name, fine)
     assert list(await deps.results()) == names
+
+
+class CountingProvider(FakeProvider):
+    """Lists non-chat models first; each completion takes a while and succeeds."""
+
+    async def list_models(self) -> list[ModelInfo]:
+        self.listings += 1
+        names = ("text-embedding-3-small", "whisper-1", "tts-1", "omni-moderation", "gpt-x")
+        return [ModelInfo(id=n, owned_by=self.name) for n in names]
+
+    async def complete(self, request: ChatRequest, model: str) -> ChatResponse:
+        self.completions.append((request, model))
+        await asyncio.sleep(0.1)
+        return ChatResponse(id="c", model=model, created=0, content="p")
+
+
+async def test_concurrent_completion_checks_share_one_call_and_reuse_it() -> None:
+    provider = CountingProvider("p")
+    checker = checker_for(provider, bound=1)
+    results = await asyncio.gather(*(checker.complete("p") for _ in range(20)))
+    assert len(provider.completions) == 1  # one paid call for twenty callers
+    assert all(r is results[0] for r in results) and results[0].ok
+    assert provider.completions[0][1] == "gpt-x"  # not the embedding, speech or moderation
+    assert (await checker.complete("p")) is results[0]  # reused within the cache period
+    assert len(provider.completions) == 1
+    checker.cache_seconds = 0.0
+    assert (await checker.complete("p")).ok and len(provider.completions) == 2
+    await checker.aclose()
+
+
+def test_chat_model_skips_models_that_cannot_chat() -> None:
+    from llm_gateway.status.checks import chat_model
+
+    assert chat_model(["text-embedding-ada-002", "dall-e-3", "gpt-4o-mini"]) == "gpt-4o-mini"
+    assert chat_model(["whisper-1", "tts-1-hd"]) is None
+    assert chat_model([]) is None

@@ -6,7 +6,6 @@ import asyncio
 import json
 
 from llm_gateway.api.ws.hub import CLOSE_GOING_AWAY, CLOSE_TOO_SLOW, StatusHub
-from llm_gateway.core.errors import UpstreamError
 from llm_gateway.core.records import UsageRecord
 from llm_gateway.status import ProviderTracker
 
@@ -24,16 +23,16 @@ async def test_subscribers_start_with_status_then_get_every_broadcast_in_order()
     first = hub.subscribe()
     hub.broadcast({"type": "x"})
     second = hub.subscribe()
-    tracker.record_outcome("a", UpstreamError("down"), 0.1)  # a state change: pushed
+    tracker.breaker_changed("a", "a/m", "open")  # a state change: pushed
     got_first, got_second = frames(first.queue), frames(second.queue)
     assert [f["type"] for f in got_first] == ["status", "x", "provider_state"]
     assert [f["seq"] for f in got_first] == [0, 1, 2]
     assert [f["type"] for f in got_second] == ["status", "provider_state"]
-    assert [f["seq"] for f in got_second] == [1, 2]  # status carries the current seq
+    assert [f["seq"] for f in got_second] == [0, 1]  # numbered per connection
     change = got_second[1]
     assert change["provider"] == "a" and change["state"] == "UNHEALTHY"
     assert change["previous"] == "HEALTHY" and change["status"] == "unhealthy"
-    assert change["error"]["message"] == "down"  # type: ignore[index]
+    assert change["error"]["message"] == "circuit open on route a/m"  # type: ignore[index]
 
 
 async def test_a_full_queue_drops_only_that_subscriber() -> None:
@@ -53,7 +52,7 @@ async def test_usage_records_become_stats_frames() -> None:
     hub = StatusHub(ProviderTracker({"mock": "mock"}, {}), interval=30)
     sub = hub.subscribe()
     record = UsageRecord(
-        request_id="req-1~0a1b2c3d",
+        request_id="req-1~0a1b2c3d4e5f6071",
         created_at=1.0,
         endpoint="chat.completions",
         model="mock",
@@ -68,7 +67,7 @@ async def test_usage_records_become_stats_frames() -> None:
     hub.on_usage(record)
     stats = frames(sub.queue)[-1]
     assert stats["type"] == "stats" and stats["request_id"] == "req-1"
-    assert stats["ledger_id"] == "req-1~0a1b2c3d"
+    assert stats["ledger_id"] == "req-1~0a1b2c3d4e5f6071"
     assert stats["total_tokens"] == 60 and stats["tokens_per_second"] == 100.0
     assert stats["ttft_ms"] == 100.0 and stats["status"] == 200
 
@@ -82,3 +81,42 @@ async def test_periodic_status_and_close() -> None:
     assert [f["type"] for f in got].count("status") >= 3
     await hub.aclose()
     assert sub.dropped.is_set() and sub.close_code == CLOSE_GOING_AWAY and len(hub) == 0
+
+
+def _record(key_id: str | None, request_id: str) -> UsageRecord:
+    return UsageRecord(
+        request_id=request_id, created_at=1.0, endpoint="ws.chat", model="mock", key_id=key_id
+    )
+
+
+async def test_stats_go_to_their_own_key_and_to_those_who_see_all() -> None:
+    hub = StatusHub(ProviderTracker({"a": "openai"}, {}), interval=30)
+    admin = hub.subscribe()  # admin key or open mode
+    alice = hub.subscribe(key_id="key_alice", sees_all=False)
+    bob = hub.subscribe(key_id="key_bob", sees_all=False)
+    hub.on_usage(_record("key_alice", "a-1"))
+    hub.on_usage(_record("key_bob", "b-1"))
+    hub.on_usage(_record(None, "admin-1"))  # the admin key's own call
+    hub.broadcast({"type": "provider_state", "provider": "a"})  # provider news: everyone
+    got = {
+        name: frames(sub.queue) for name, sub in [("admin", admin), ("alice", alice), ("bob", bob)]
+    }
+    ids = {name: [f.get("request_id", f["type"]) for f in fs] for name, fs in got.items()}
+    assert ids == {
+        "admin": ["status", "a-1", "b-1", "admin-1", "provider_state"],
+        "alice": ["status", "a-1", "provider_state"],
+        "bob": ["status", "b-1", "provider_state"],
+    }
+    # Numbered per connection: no gap betrays other tenants' traffic.
+    assert [f["seq"] for f in got["alice"]] == [0, 1, 2]
+    assert [f["seq"] for f in got["admin"]] == [0, 1, 2, 3, 4]
+
+
+def test_ledger_suffix_is_stripped_only_in_its_own_format() -> None:
+    from llm_gateway.status.frames import stats_frame
+
+    assert stats_frame(_record(None, "r~0123456789abcdef"))["request_id"] == "r"
+    assert stats_frame(_record(None, "r~01234567"))["request_id"] == "r~01234567"
+    assert (
+        stats_frame(_record(None, "0123456789abcdef" * 2))["request_id"] == "0123456789abcdef" * 2
+    )

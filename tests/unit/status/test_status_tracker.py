@@ -53,6 +53,9 @@ def test_initial_states_and_not_configured_reason() -> None:
 def test_provider_faults_make_it_unhealthy_and_success_heals() -> None:
     tracker, changes, clock = make()
     clock.now = 1005.0
+    for _ in range(2):  # below the threshold: still HEALTHY, the error is kept
+        tracker.record_outcome("a", UpstreamError("boom 500", upstream_status=500), 0.2)
+    assert tracker.states()["a"] == H and changes == []
     tracker.record_outcome("a", UpstreamError("boom 500", upstream_status=500), 0.2)
     assert tracker.states()["a"] == U
     assert tracker.overall() == "degraded"
@@ -66,12 +69,37 @@ def test_provider_faults_make_it_unhealthy_and_success_heals() -> None:
     assert len(changes) == 1
     assert tracker.snapshot("a").error.code == "timeout"  # type: ignore[union-attr]
     clock.now = 1010.0
+    tracker.record_outcome("a", None, 0.3)  # one success is not yet a recovery
+    assert tracker.states()["a"] == U and len(changes) == 1
     tracker.record_outcome("a", None, 0.3)
     assert tracker.states()["a"] == H
     assert (changes[-1].state, changes[-1].previous, changes[-1].error) == (H, U, None)
     snap = tracker.snapshot("a")
     assert snap.error is None and snap.changed_at == 1010.0
-    assert (snap.successes, snap.failures) == (1, 2)
+    assert (snap.successes, snap.failures) == (2, 4)
+
+
+def test_alternating_failures_and_successes_do_not_flap() -> None:
+    tracker, changes, _ = make()
+    for _ in range(10):  # a 50% error rate: never three failures in a row
+        tracker.record_outcome("a", RateLimitError("slow down"), 0.1)
+        tracker.record_outcome("a", None, 0.1)
+    assert tracker.states()["a"] == H and changes == []
+    for _ in range(3):
+        tracker.record_outcome("a", RateLimitError("slow down"), 0.1)
+    assert tracker.states()["a"] == U
+    for _ in range(10):  # mostly failing, an odd success: stays UNHEALTHY
+        tracker.record_outcome("a", None, 0.1)
+        tracker.record_outcome("a", UpstreamError("x"), 0.1)
+    assert tracker.states()["a"] == U and [c.state for c in changes] == [U]
+
+
+def test_thresholds_are_settable() -> None:
+    tracker = ProviderTracker({"a": "openai"}, {}, failures_to_unhealthy=1, successes_to_healthy=1)
+    tracker.record_outcome("a", UpstreamError("x"), 0.1)
+    assert tracker.states()["a"] == U
+    tracker.record_outcome("a", None, 0.1)
+    assert tracker.states()["a"] == H
 
 
 def test_callers_own_mistakes_change_nothing() -> None:
@@ -90,7 +118,9 @@ def test_callers_own_mistakes_change_nothing() -> None:
 def test_upstream_auth_and_rate_limits_are_the_providers_fault() -> None:
     tracker, _, _ = make()
     tracker.record_outcome("a", UpstreamAuthenticationError("bad key"), 0.1)
-    tracker.record_outcome("b", RateLimitError("slow down"), 0.1)
+    assert tracker.states()["a"] == U  # at once: retrying will not fix the gateway's key
+    for _ in range(3):
+        tracker.record_outcome("b", RateLimitError("slow down"), 0.1)
     assert tracker.states() == {"a": U, "b": U, "off": N}
     assert tracker.overall() == "unhealthy"
 
@@ -152,10 +182,11 @@ def test_a_failing_subscriber_does_not_break_the_call() -> None:
 
     tracker.subscribe(broken)
     unsubscribe = tracker.subscribe(changes.append)
-    tracker.record_outcome("a", UpstreamError("x"), 0.1)
+    tracker.record_outcome("a", UpstreamAuthenticationError("x"), 0.1)
     assert len(changes) == 2  # the first subscriber and the second one both heard it
     unsubscribe()
-    tracker.record_outcome("a", None, 0.1)
+    for _ in range(2):
+        tracker.record_outcome("a", None, 0.1)
     assert len(changes) == 3
 
 

@@ -6,10 +6,10 @@ both drive a ``Call`` from here:
 
 - ``Generator.admit`` turns a ``CallSpec`` (prompt or messages, model or provider,
   sampling parameters) into a routed ``ChatRequest`` and admits it through the gate
-  (model allow-list, rate limits, budget). Errors before this point cost nothing.
-- ``Call.complete()`` or ``Call.stream(emit)`` runs it. Either way ``Ticket.finish`` is
-  called exactly once: on success, on an upstream failure, on a bug, and when the client
-  goes away (the task is cancelled; the upstream is closed on the way out).
+  (model allow-list, rate limits, budget). Errors before this point cost nothing; a
+  refusal of a known model is recorded in the ledger (``Gate.reject``), as on /v1.
+- ``Call.complete()`` or ``Call.stream(emit)`` runs it through ``gate.run``, shared
+  with the /v1 endpoints, which finishes the ticket exactly once on every way out.
 
 The stats come from the ``UsageRecord`` the gate returns, so the numbers a client sees
 are the numbers the ledger keeps (provider usage, or local counts with
@@ -18,8 +18,6 @@ are the numbers the ledger keeps (provider usage, or local counts with
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -37,40 +35,25 @@ from llm_gateway.core.events import (
     TextDelta,
 )
 from llm_gateway.core.records import UsageRecord
-from llm_gateway.core.types import ChatRequest, FinishReason, Message
-from llm_gateway.gate import Caller, Gate, Outcome, StreamMeter, Ticket
+from llm_gateway.core.types import ChatRequest, ChatResponse, FinishReason, Message
+from llm_gateway.gate import Caller, Gate, Ticket
+from llm_gateway.gate.run import (
+    ClientClosedError,
+    ClientGone,
+    Started,
+    StreamCall,
+    complete,
+    internal_error,
+)
 from llm_gateway.routing.route import Route
-from llm_gateway.routing.router import CallTrace, ModelPlan, Router, close_stream
+from llm_gateway.routing.router import CallTrace, ModelPlan, Router
 
 if TYPE_CHECKING:
     from llm_gateway.app import GatewayState
 
-log = logging.getLogger("llm_gateway.api.gateway")
-
 ChunkKind = Literal["text", "reasoning"]
 # Receives each batch's text as one piece (events that arrived together leave together).
 Emit = Callable[[ChunkKind, str], Awaitable[None]]
-
-
-class ClientClosedError(GatewayError):
-    """The client went away before the answer was complete (nginx's 499)."""
-
-    status = 499
-    openai_type = "invalid_request_error"
-    default_code = "client_closed_request"
-
-
-class ClientGone(Exception):
-    """Raised by an ``Emit`` that can no longer reach its client."""
-
-
-def internal_error(exc: BaseException) -> GatewayError:
-    """A bug still answers in the error shape, without leaking internals."""
-    log.error("unexpected error while generating", exc_info=exc)
-    error = GatewayError("The gateway hit an internal error while serving this request.")
-    error.status = 500
-    error.code = "internal_error"
-    return error
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +140,32 @@ class Generator:
         started: float,
         stream: bool,
     ) -> Call:
-        """Resolve and admit; raises the gateway's 400/403/404/429 before any upstream call."""
+        """Resolve and admit; raises the gateway's 400/403/404/429/402 (or a 500 for a
+        bug) before any upstream call. A refusal of a known model is in the ledger."""
+        name = model_name(spec.model, spec.provider, self._provider_models)
+        try:
+            return await self._admit(caller, spec, name, endpoint, request_id, started, stream)
+        except Exception as exc:  # the client leaving (cancellation) passes
+            error = exc if isinstance(exc, GatewayError) else internal_error(exc)
+            # Refused for a known caller and model (limit, budget, allow-list, unknown
+            # model): the ledger keeps it, as on /v1, so dashboards see rejections too.
+            self._gate.reject(
+                caller, name, error, endpoint=endpoint, request_id=request_id, started=started
+            )
+            if error is exc:
+                raise
+            raise error from exc
+
+    async def _admit(
+        self,
+        caller: Caller,
+        spec: CallSpec,
+        name: str,
+        endpoint: str,
+        request_id: str,
+        started: float,
+        stream: bool,
+    ) -> Call:
         limit = self._max_messages
         if limit is not None and len(spec.messages) > limit:
             raise InvalidRequestError(
@@ -165,7 +173,6 @@ class Generator:
                 "(server.max_messages).",
                 param="messages",
             )
-        name = model_name(spec.model, spec.provider, self._provider_models)
         plan = self._router.resolve(name)
         messages = spec.messages
         if spec.system:
@@ -219,91 +226,39 @@ class Call:
         )
 
     async def complete(self) -> Result:
-        trace = CallTrace()
-        try:
-            response, route = await self._router.complete(self.plan, self.request, trace)
-        except GatewayError as error:
-            self.ticket.finish(Outcome(status=error.status, error=error))
-            raise
-        except asyncio.CancelledError:
-            self.ticket.finish(Outcome(status=499, error=ClientClosedError("client went away")))
-            raise
-        except Exception as exc:
-            failure = internal_error(exc)
-            self.ticket.finish(Outcome(status=failure.status, error=failure))
-            raise failure from exc
-        ttft_ms = (time.monotonic() - self.started) * 1000.0
-        text = response.content or ""
-        record = self.ticket.finish(
-            Outcome(
-                status=200, route=route, usage=response.usage, ttft_ms=ttft_ms, produced_text=text
-            )
+        """Raises ``GatewayError`` on failure; the ticket is finished on every way out."""
+
+        def answered(response: ChatResponse, route: Route) -> tuple[ChatResponse, Route]:
+            return response, route
+
+        (response, route), record = await complete(
+            self._router, self.plan, self.request, self.ticket, CallTrace(), answered
         )
+        ttft_ms = record.ttft_ms if record is not None else None
+        text = response.content or ""
         return self._result(text, route, response.finish_reason, record, ttft_ms)
 
-    async def stream(self, emit: Emit) -> Result:
+    async def stream(self, emit: Emit, response: Started | None = None) -> Result:
         """Relays the stream through ``emit``; raises ``GatewayError`` on failure (before
         or after the first ``emit``: the caller knows which), re-raises ``ClientGone`` and
-        cancellation. The upstream is closed on every way out."""
-        trace = CallTrace()
-        meter = StreamMeter(self.started)
-        route: Route | None = None
-        events = None
+        cancellation. The upstream is closed and the ticket finished on every way out.
+        ``response``: the transport's response, when a heartbeat may commit it to a 200."""
         text: list[str] = []
         finish: FinishReason | None = None
-
-        def end(error: GatewayError) -> None:
-            # A stream that started answered 200 whatever happened later (see UsageRecord).
-            status = 200 if meter.first_at is not None else error.status
-            self.ticket.finish(
-                Outcome(
-                    status=status,
-                    error=error,
-                    route=route,
-                    usage=meter.usage,
-                    ttft_ms=meter.ttft_ms,
-                    produced_text=meter.produced_text(),
-                    streamed=True,
-                )
-            )
-
-        try:
-            route, first, events = await self._router.open_stream(self.plan, self.request, trace)
-            batch = first
+        async with StreamCall(self._router, self.plan, self.request, self.ticket, response) as run:
+            batch = await run.open()
+            events = run.events
+            assert events is not None
+            observe = run.meter.observe
             while True:
-                meter.observe(batch)
+                observe(batch)
                 finish = await _relay(batch, emit, text) or finish
                 try:
                     batch = await anext(events)
                 except StopAsyncIteration:
                     break
-        except GatewayError as error:
-            if route is not None:
-                trace.finished(error)
-            end(error)
-            raise
-        except (asyncio.CancelledError, ClientGone):
-            end(ClientClosedError("client went away"))
-            raise
-        except Exception as exc:
-            failure = internal_error(exc)
-            end(failure)
-            raise failure from exc
-        finally:
-            if events is not None:
-                await close_stream(events)
-        trace.finished(None)
-        record = self.ticket.finish(
-            Outcome(
-                status=200,
-                route=route,
-                usage=meter.usage,
-                ttft_ms=meter.ttft_ms,
-                produced_text=meter.produced_text(),
-                streamed=True,
-            )
-        )
-        return self._result("".join(text), route, finish, record, meter.ttft_ms)
+        assert run.route is not None
+        return self._result("".join(text), run.route, finish, run.record, run.meter.ttft_ms)
 
 
 async def _relay(batch: list[StreamEvent], emit: Emit, text: list[str]) -> FinishReason | None:

@@ -21,13 +21,7 @@ from starlette.types import Receive, Scope, Send
 
 from llm_gateway.api.asgi import DisconnectWatch, ledger_id, request_id, send_body
 from llm_gateway.api.errors import error_headers, openai_error_body
-from llm_gateway.api.gateway.generate import (
-    CallSpec,
-    ChunkKind,
-    ClientGone,
-    Generator,
-    internal_error,
-)
+from llm_gateway.api.gateway.generate import Call, CallSpec, ChunkKind, ClientGone, Generator
 from llm_gateway.api.gateway.generate_wire import (
     DONE_FRAME,
     SSE_DESCRIPTION,
@@ -56,10 +50,12 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     for code, text in [
         (400, "Invalid request (the message names the field)"),
         (401, "Missing or invalid API key"),
+        (402, "The key's budget is used up (code insufficient_quota)"),
         (403, "The key may not use this model"),
         (404, "Unknown model or provider"),
         (413, "Body too large"),
         (429, "Rate limited"),
+        (500, "The gateway hit an internal error"),
         (502, "The provider failed"),
         (503, "Provider unavailable or overloaded"),
         (504, "The provider timed out"),
@@ -104,26 +100,33 @@ class Generation:
         self._endpoint = endpoint
         self._started = started
 
+    async def _admit(self, scope: Scope, send: Send, rid: str, stream: bool) -> Call | None:
+        """The admitted call, or None once the refusal (or a bug's 500) has been sent."""
+        try:
+            return await self._generator.admit(
+                self._caller,
+                self._spec,
+                endpoint=self._endpoint,
+                request_id=ledger_id(scope, rid),
+                started=self._started,
+                stream=stream,
+            )
+        except GatewayError as error:  # Generator.admit turns a bug into a 500 too
+            await _send_error(send, error, rid)
+            return None
+
     async def json(self, scope: Scope, receive: Receive, send: Send) -> None:
         rid = request_id(scope)
         watch = DisconnectWatch(receive)
         try:
+            call = await self._admit(scope, send, rid, stream=False)
+            if call is None:
+                return
             try:
-                call = await self._generator.admit(
-                    self._caller,
-                    self._spec,
-                    endpoint=self._endpoint,
-                    request_id=ledger_id(scope, rid),
-                    started=self._started,
-                    stream=False,
-                )
                 result = await call.complete()
-            except Exception as exc:
-                error = exc if isinstance(exc, GatewayError) else internal_error(exc)
+            except GatewayError as error:
                 watch.finish()
-                await send_body(
-                    send, error.status, openai_error_body(error), error_headers(error, rid)
-                )
+                await _send_error(send, error, rid)
                 return
             watch.finish()
             headers = [
@@ -143,21 +146,8 @@ class Generation:
         sse = SSEResponse(send, [(b"x-request-id", rid.encode())])
         watch = DisconnectWatch(receive)
         try:
-            try:
-                call = await self._generator.admit(
-                    self._caller,
-                    self._spec,
-                    endpoint=self._endpoint,
-                    request_id=ledger_id(scope, rid),
-                    started=self._started,
-                    stream=True,
-                )
-            except Exception as exc:
-                error = exc if isinstance(exc, GatewayError) else internal_error(exc)
-                watch.finish()
-                await send_body(
-                    send, error.status, openai_error_body(error), error_headers(error, rid)
-                )
+            call = await self._admit(scope, send, rid, stream=True)
+            if call is None:
                 return
             sse.add_headers(call.rate_limit_headers())
             self._ticker.add(sse)
@@ -169,15 +159,13 @@ class Generation:
                     raise ClientGone() from exc
 
             try:
-                result = await call.stream(emit)
+                result = await call.stream(emit, sse)
             except GatewayError as error:
                 watch.finish()
                 if sse.started:  # a frame (or heartbeat) already committed us to a 200
                     await sse.close(error_frame(error) + DONE_FRAME)
                 else:
-                    await send_body(
-                        send, error.status, openai_error_body(error), error_headers(error, rid)
-                    )
+                    await _send_error(send, error, rid)
                 return
             except ClientGone:
                 return
@@ -189,6 +177,22 @@ class Generation:
         finally:
             watch.finish()
             self._ticker.discard(sse)
+
+
+async def _send_error(send: Send, error: GatewayError, rid: str) -> None:
+    await send_body(send, error.status, openai_error_body(error), error_headers(error, rid))
+
+
+def prompt_spec(body: GenerateRequest) -> CallSpec:
+    """The call of /api/llm/generate and /api/llm/stream: one user message."""
+    return CallSpec(
+        messages=[Message(role="user", content=body.prompt)],
+        model=body.model,
+        provider=body.provider,
+        system=body.system,
+        temperature=body.temperature,
+        max_tokens=body.max_tokens,
+    )
 
 
 def limited_route(limit: int) -> type[APIRoute]:
@@ -250,15 +254,7 @@ def generate_routes(state: GatewayState) -> APIRouter:
         },
     )
     async def generate(body: GenerateRequest, caller: Caller = authenticated) -> Response:
-        spec = CallSpec(
-            messages=[Message(role="user", content=body.prompt)],
-            model=body.model,
-            provider=body.provider,
-            system=body.system,
-            temperature=body.temperature,
-            max_tokens=body.max_tokens,
-        )
-        return serve(caller, spec, "api.generate", body.stream)
+        return serve(caller, prompt_spec(body), "api.generate", body.stream)
 
     @router.post(
         "/api/llm/stream",
@@ -269,15 +265,7 @@ def generate_routes(state: GatewayState) -> APIRouter:
         responses={200: {"description": "An SSE stream of named events."}, **_ERRORS},
     )
     async def stream(body: StreamRequest, caller: Caller = authenticated) -> Response:
-        spec = CallSpec(
-            messages=[Message(role="user", content=body.prompt)],
-            model=body.model,
-            provider=body.provider,
-            system=body.system,
-            temperature=body.temperature,
-            max_tokens=body.max_tokens,
-        )
-        return serve(caller, spec, "api.stream", True)
+        return serve(caller, prompt_spec(body), "api.stream", True)
 
     @router.post(
         "/api/chat/stream",

@@ -4,7 +4,9 @@
 only), and the optional dependencies' checks are bounded (0.5 s) and never change the
 overall status. The ``/api/llm`` endpoints need a key when keys exist (open mode lets
 everyone in) and show each provider's detail; ``check=true`` makes one real completion of
-``max_tokens: 1`` per provider. Shapes: docs/status-api.md.
+``max_tokens: 1`` per provider, so it needs the admin key (or open mode): it is a paid
+call outside every key's budget and limits. Concurrent checks share one call, and a result
+is reused for 10 s (``status/checks.py``). Shapes: docs/status-api.md.
 """
 
 from __future__ import annotations
@@ -205,13 +207,25 @@ def status_routes(state: GatewayState) -> APIRouter:
     @router.get(
         "/api/llm/health",
         summary="Health of one provider or all; check=true makes a real minimal completion",
+        responses={
+            401: {"description": "Missing or invalid API key"},
+            403: {"description": "check=true without the admin key"},
+            404: {"description": "Unknown provider"},
+        },
     )
     async def provider_health(
         request: Request,
         provider: str | None = Query(None, description="One provider by name; all if absent."),
-        check: bool = Query(False, description="Make a real completion (max_tokens 1) first."),
+        check: bool = Query(
+            False,
+            description="Make a real completion (max_tokens 1) first. Admin key only (or "
+            "open mode); results are shared and reused for 10 s.",
+        ),
     ) -> ProviderHealth:
-        state.gate.authenticate(request.scope)
+        if check:
+            state.gate.require_admin(request.scope)
+        else:
+            state.gate.authenticate(request.scope)
         if provider is not None and provider not in tracker:
             raise NotFoundError(
                 f"Unknown provider '{provider}'. Providers: {', '.join(tracker.names)}.",

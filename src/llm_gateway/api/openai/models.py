@@ -5,13 +5,14 @@ usable provider serves. Upstream listings are fetched concurrently, each under a
 deadline, and cached: a models request never waits on a slow provider more than once per
 cache period. Concurrent requests share one fetch per provider (a cold cache hit by many
 clients at once asks each upstream once). ``listings()`` is the same cached data for other
-views (``/api/models``).
+views (``/api/models``). Who sees which entries is the routes' business (``model_routes``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fnmatch
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -22,6 +23,12 @@ from llm_gateway.providers.base import Provider
 from llm_gateway.routing.router import Router
 
 OWNER = "llm-gateway"
+
+
+def visible_to(model_id: str, patterns: list[str]) -> bool:
+    """Whether a key restricted to ``patterns`` (``allowed_models`` globs) may see a model;
+    the same matching as the gate's allow-list."""
+    return any(fnmatch.fnmatchcase(model_id, pattern) for pattern in patterns)
 
 
 class ModelCatalog:

@@ -33,7 +33,9 @@ from typing import Any, Literal
 import msgspec
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from llm_gateway.api.asgi import ledger_suffix
 from llm_gateway.api.gateway.generate import CallSpec, Result
+from llm_gateway.api.gateway.generate_wire import ChatMessageIn
 from llm_gateway.core.errors import GatewayError
 from llm_gateway.core.types import Message
 
@@ -63,9 +65,8 @@ class FrameError(Exception):
         self.param = param
 
 
-class WsMessage(BaseModel):
-    role: Literal["system", "user", "assistant"]
-    content: str
+# One message shape for the HTTP chat stream and the WebSocket (``messages`` items).
+WsMessage = ChatMessageIn
 
 
 class WsChatData(BaseModel):
@@ -100,8 +101,10 @@ class Frame(msgspec.Struct, frozen=True):
 
     def ledger_id(self) -> str:
         """The usage record's id. Clients number requests per connection ("1", "2"...),
-        and the ledger keeps one record per id, so a client's id gets a random suffix."""
-        return f"{self.request_id}-{os.urandom(6).hex()}" if self.client_id else self.request_id
+        and the ledger keeps one record per id, so a client's id gets a random suffix:
+        ``~`` and 16 hex digits (64 bits), the format of HTTP ledger ids (``api/asgi``),
+        which the status feed strips to show the id the client chose."""
+        return self.request_id + ledger_suffix() if self.client_id else self.request_id
 
 
 def new_request_id() -> str:

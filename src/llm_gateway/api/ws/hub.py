@@ -6,8 +6,15 @@ to each connection's bounded queue with ``put_nowait``. A connection whose queue
 event fires and its handler closes the socket, while every other connection keeps getting
 every frame. Each connection sends from its own queue in its own task.
 
-Every broadcast frame carries ``seq``, one counter for the whole feed, so a client can tell
-it missed nothing; the status a connection gets on connect carries the current ``seq``.
+Who sees what: provider frames (``status``, ``provider_state``) go to every connection;
+a ``stats`` frame (one finished request) goes only to connections that see all traffic
+(the admin key, or anyone in open mode) and to connections made with the virtual key the
+request used. Other tenants' request ids, models, costs and errors are never shown.
+
+Every frame a connection is sent carries ``seq``, counted per connection (the status sent
+on connect is 0, the next frame it gets is 1), so a client can tell it missed nothing and
+learns nothing from the numbering about traffic it does not see. The frame is encoded
+once; the number is spliced in per connection.
 
 Sources: the tracker's state changes (pushed at once), the gate's usage records (one
 ``stats`` frame per finished request) and a periodic full ``status`` frame.
@@ -39,15 +46,27 @@ def encode(frame: dict[str, Any]) -> str:
 
 
 class Subscription:
-    """One connection's bounded queue of encoded frames."""
+    """One connection's bounded queue of encoded frames, and what it may see."""
 
-    __slots__ = ("close_code", "dropped", "queue")
+    __slots__ = ("close_code", "dropped", "key_id", "queue", "sees_all", "seq")
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, *, key_id: str | None = None, sees_all: bool = True) -> None:
         self.queue: asyncio.Queue[str] = asyncio.Queue(size)
         self.dropped = asyncio.Event()
         # 1013 "try again later" for a client that fell behind; 1001 at shutdown.
         self.close_code = CLOSE_TOO_SLOW
+        self.key_id = key_id  # its virtual key: it sees that key's stats
+        self.sees_all = sees_all  # admin or open mode: every request's stats
+        self.seq = 0
+
+    def may_see(self, key_id: str | None) -> bool:
+        return self.sees_all or (key_id is not None and key_id == self.key_id)
+
+    def push(self, body: str) -> bool:
+        """Queues an encoded frame (a JSON object without ``seq``) numbered for this
+        connection; False (and ``dropped`` set) when the queue is full."""
+        self.seq += 1
+        return self.offer(f'{body[:-1]},"seq":{self.seq}}}')
 
     def offer(self, text: str) -> bool:
         """Queues a frame without waiting; False (and ``dropped`` set) when it is full."""
@@ -75,18 +94,17 @@ class StatusHub:
         self.queue_size = queue_size
         self._clock = clock
         self._subs: set[Subscription] = set()
-        self._seq = 0
         self._task: asyncio.Task[None] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
         self.dropped_total = 0  # connections dropped for not keeping up
         tracker.subscribe(self._on_change)
 
     # -- connections -------------------------------------------------------------------
 
-    def subscribe(self) -> Subscription:
-        """A new connection: its queue starts with the full status, then every broadcast."""
-        sub = Subscription(self.queue_size)
-        sub.offer(encode(self.status(seq=self._seq)))
+    def subscribe(self, *, key_id: str | None = None, sees_all: bool = True) -> Subscription:
+        """A new connection: its queue starts with the full status (``seq`` 0), then every
+        broadcast it may see. ``key_id``/``sees_all``: see the module's "who sees what"."""
+        sub = Subscription(self.queue_size, key_id=key_id, sees_all=sees_all)
+        sub.offer(encode(self.status(seq=0)))
         self._subs.add(sub)
         return sub
 
@@ -96,23 +114,28 @@ class StatusHub:
     def __len__(self) -> int:
         return len(self._subs)
 
-    def status(self, *, seq: int | None = None) -> dict[str, Any]:
+    def status(self, *, seq: int) -> dict[str, Any]:
+        """The full status frame, numbered ``seq`` (a reply repeats the connection's last
+        number: it is an answer, not a broadcast)."""
         frame = status_frame(self._tracker, self._clock())
-        frame["seq"] = self._seq if seq is None else seq
+        frame["seq"] = seq
         return frame
 
     # -- broadcasting --------------------------------------------------------------------
 
     def broadcast(self, frame: dict[str, Any]) -> int:
         """Sends ``frame`` to every connection without waiting; returns how many took it."""
-        self._seq += 1
-        frame["seq"] = self._seq
+        return self._send(frame, everyone=True, key_id=None)
+
+    def _send(self, frame: dict[str, Any], *, everyone: bool, key_id: str | None) -> int:
         if not self._subs:
             return 0
-        text = encode(frame)
+        body = encode(frame)
         taken = 0
         for sub in list(self._subs):
-            if sub.offer(text):
+            if not everyone and not sub.may_see(key_id):
+                continue
+            if sub.push(body):
                 taken += 1
             else:
                 self._subs.discard(sub)
@@ -120,32 +143,26 @@ class StatusHub:
                 log.warning("status feed: dropped a client that stopped reading")
         return taken
 
-    def broadcast_threadsafe(self, frame: dict[str, Any]) -> None:
-        """``broadcast`` from another thread (a producer off the event loop, or a test)."""
-        if self._loop is None:
-            raise RuntimeError("the status hub has not started")
-        self._loop.call_soon_threadsafe(self.broadcast, frame)
-
     def _on_change(self, change: StateChange) -> None:
         self.broadcast(change_frame(change, self._tracker.overall()))
 
     def on_usage(self, record: UsageRecord) -> None:
-        """The gate's usage observer: one ``stats`` frame per finished request."""
+        """The gate's usage observer: one ``stats`` frame per finished request, for those
+        allowed to see it."""
         if self._subs:
-            self.broadcast(stats_frame(record))
+            self._send(stats_frame(record), everyone=False, key_id=record.key_id)
 
     # -- lifecycle -----------------------------------------------------------------------
 
     def start(self) -> None:
         if self._task is None:
-            self._loop = asyncio.get_running_loop()
-            self._task = self._loop.create_task(self._periodic())
+            self._task = asyncio.get_running_loop().create_task(self._periodic())
 
     async def _periodic(self) -> None:
         while True:
             await asyncio.sleep(self.interval)
             if self._subs:
-                self.broadcast(self.status())
+                self.broadcast(status_frame(self._tracker, self._clock()))
 
     async def aclose(self) -> None:
         task, self._task = self._task, None
