@@ -25,6 +25,7 @@ from llm_gateway.api.gateway.generate import Call, CallSpec, ChunkKind, ClientGo
 from llm_gateway.api.gateway.generate_wire import (
     DONE_FRAME,
     SSE_DESCRIPTION,
+    SSE_EXAMPLE,
     ChatStreamRequest,
     GatewayErrorBody,
     GenerateRequest,
@@ -45,6 +46,10 @@ if TYPE_CHECKING:
 
 Runner = Callable[[Scope, Receive, Send], Awaitable[None]]
 
+_SSE_RESPONSE: dict[str, Any] = {
+    "description": "An SSE stream of named events.",
+    "content": {"text/event-stream": {"schema": {"type": "string"}, "example": SSE_EXAMPLE}},
+}
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": GatewayErrorBody, "description": text}
     for code, text in [
@@ -262,7 +267,7 @@ def generate_routes(state: GatewayState) -> APIRouter:
         description="The body of /api/llm/generate; the answer is always an SSE stream.\n\n"
         + SSE_DESCRIPTION,
         response_class=EventStream,
-        responses={200: {"description": "An SSE stream of named events."}, **_ERRORS},
+        responses={200: _SSE_RESPONSE, **_ERRORS},
     )
     async def stream(body: StreamRequest, caller: Caller = authenticated) -> Response:
         return serve(caller, prompt_spec(body), "api.stream", True)
@@ -273,7 +278,7 @@ def generate_routes(state: GatewayState) -> APIRouter:
         description="Answers a conversation (`messages`, with an optional `system` prompt "
         "put first) as an SSE stream.\n\n" + SSE_DESCRIPTION,
         response_class=EventStream,
-        responses={200: {"description": "An SSE stream of named events."}, **_ERRORS},
+        responses={200: _SSE_RESPONSE, **_ERRORS},
     )
     async def chat_stream(body: ChatStreamRequest, caller: Caller = authenticated) -> Response:
         spec = CallSpec(

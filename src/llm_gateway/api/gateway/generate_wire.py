@@ -142,6 +142,17 @@ class GenerateResponse(BaseModel):
     stats: GenerateStats
 
 
+SSE_EXAMPLE = (
+    'event: chunk\ndata: {"text":"Bonjour"}\n\n'
+    'event: chunk\ndata: {"text":" !"}\n\n'
+    'event: stats\ndata: {"request_id":"be64dd7c09de12260a65126d6b41f00d",'
+    '"model":"gpt-4o-mini-2024-07-18","requested_model":"fast","provider":"openai",'
+    '"finish_reason":"stop","stats":{"prompt_tokens":12,"completion_tokens":3,'
+    '"total_tokens":15,"tokens_estimated":false,"tokens_per_second":41.2,'
+    '"time_to_first_token_ms":212.5,"elapsed_ms":285.3}}\n\n'
+    "event: done\ndata: {}\n\n"
+)
+
 SSE_DESCRIPTION = """Server-sent events (`text/event-stream`), one named event per frame:
 
 | event | data |
@@ -244,6 +255,7 @@ class GatewayErrorBody(BaseModel):
 __all__ = [
     "DONE_FRAME",
     "SSE_DESCRIPTION",
+    "SSE_EXAMPLE",
     "ChatMessageIn",
     "ChatStreamRequest",
     "ErrorDetail",
