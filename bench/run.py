@@ -150,7 +150,7 @@ def access_config(access: str, workdir: Path) -> str:
     return lines
 
 
-def create_bench_key(workdir: Path) -> str:
+async def create_bench_key(workdir: Path) -> str:
     """A key whose limits and budget are checked on every call but never reached."""
     from llm_gateway.gate.keys import mint_key
     from llm_gateway.storage import open_storage
@@ -165,7 +165,7 @@ def create_bench_key(workdir: Path) -> str:
         finally:
             await storage.aclose()
 
-    asyncio.run(store())
+    await store()
     return secret
 
 
@@ -490,7 +490,7 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
         config = write_config(workdir, fake_port, args.upstream_max_connections, args.access)
         if args.access != "open":
             global AUTH_HEADER
-            args.api_key = create_bench_key(workdir)
+            args.api_key = await create_bench_key(workdir)
             AUTH_HEADER = f"authorization: Bearer {args.api_key}\r\n"
         meta["access"] = args.access
         meta["gateway_config"] = config.read_text()

@@ -179,12 +179,9 @@ class GatewayState:
         return {name: state.value for name, state in self.tracker.states().items()}
 
     def start(self) -> None:
-        from llm_gateway.accounting.tokens import warm_up
-
-        # The tokenizer loads in a thread (about 0.4 s of CPU); started a moment after
-        # start-up so it does not compete with the first requests. Until it is loaded,
-        # local counts use the estimate.
-        asyncio.get_running_loop().call_later(1.0, warm_up)
+        # The local tokenizer (about 34 MB, 0.4 s to load) is not loaded here: most
+        # providers report usage, and the first count that needs it loads it in a thread
+        # (counts use the estimate until then; see accounting/tokens.py).
         apply_logging(self.config.logging)
         tune_gc()
         self.ticker.start()

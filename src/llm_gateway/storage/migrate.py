@@ -15,7 +15,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import sqlalchemy as sa
-from alembic.runtime.migration import MigrationContext
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 HEAD = "0001"  # the newest revision in migrations/versions
@@ -25,7 +24,12 @@ _PG_LOCK_KEY = 0x11A_6A7E
 
 
 def current_revision(connection: sa.Connection) -> str | None:
-    return MigrationContext.configure(connection).get_current_revision()
+    """The stored revision, read without importing Alembic (about 14 MB and 0.1 s that a
+    database already at ``HEAD`` never needs)."""
+    if not sa.inspect(connection).has_table("alembic_version"):
+        return None
+    rows = connection.execute(sa.text("SELECT version_num FROM alembic_version")).all()
+    return str(rows[0][0]) if rows else None
 
 
 def upgrade(connection: sa.Connection) -> bool:
