@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # imported at start-up only: redis and SQLAlchemy cost import
 
 log = logging.getLogger("llm_gateway.gate")
 
+BACKGROUND_OPEN_DELAY_SECONDS = 0.5
 STORAGE_WAIT_SECONDS = 10.0  # an admin call waits this long for storage still opening
 LOOPBACK_NAMES = {"localhost", "ip6-localhost", "ip6-loopback"}
 
@@ -165,7 +166,10 @@ class AccessService:
         self.storage_ready.set()
 
     async def _open_storage_in_background(self) -> None:
-        # The imports alone take about a second: off the event loop, so requests flow.
+        # Not urgent (records wait in memory): let the first requests through first, as
+        # the imports below hold the interpreter for a good part of their ~0.5-1 s.
+        await asyncio.sleep(BACKGROUND_OPEN_DELAY_SECONDS)
+        # The imports run off the event loop, so requests keep flowing meanwhile.
         await asyncio.to_thread(_import_storage_modules)
         delay = 0.5
         while True:
