@@ -46,3 +46,22 @@ def gateway_factory() -> GatewayFactory:
 def mock_gateway() -> Iterator[RunningServer]:
     with serve_gateway(MOCK_ONLY) as server:
         yield server
+
+
+def wait_for_ledger(gateway_url: str, timeout: float = 10.0) -> None:
+    """Until the gateway's storage is open (it opens just behind start-up with SQLite).
+
+    A gateway stopped before that keeps what it served in its journal for the next start;
+    tests that read the database right after stopping wait for this first.
+    """
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while True:
+        health = httpx.get(f"{gateway_url}/health", timeout=5).json()
+        if health["components"].get("database", {}).get("status") == "ok":
+            return
+        assert time.monotonic() < deadline, health
+        time.sleep(0.05)

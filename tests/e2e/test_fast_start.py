@@ -3,6 +3,7 @@ first request, the SQLAlchemy storage opens behind, and nothing served meanwhile
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import tempfile
 import time
@@ -15,7 +16,7 @@ from llm_gateway.core.records import UsageRecord
 from llm_gateway.gate.keys import mint_key
 from llm_gateway.storage import UsageQuery, open_storage
 from llm_gateway.storage.sqlite_peek import read_keys, read_spend, sqlite_file
-from tests.conftest import MOCK_ONLY, serve_gateway
+from tests.conftest import MOCK_ONLY, serve_gateway, wait_for_ledger
 
 
 def test_sqlite_file_urls() -> None:
@@ -104,6 +105,7 @@ async def test_known_keys_and_spent_budgets_hold_from_the_first_request() -> Non
                     )
                     for secret in (spent_secret, fresh_secret, fresh_secret)
                 ]
+            await asyncio.to_thread(wait_for_ledger, gateway.url)
         assert [a.status_code for a in answers] == [402, 200, 200]
         store = open_storage(url)
         await store.start()

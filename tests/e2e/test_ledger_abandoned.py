@@ -17,7 +17,7 @@ import pytest
 
 from llm_gateway.core.records import UsageRecord
 from llm_gateway.storage import UsageQuery, open_storage
-from tests.conftest import serve_gateway
+from tests.conftest import serve_gateway, wait_for_ledger
 from tests.fakes.openai_upstream import OpenAIUpstream
 from tests.fakes.scenarios import Scenario
 from tests.fakes.server import RunningServer, run_server
@@ -79,12 +79,7 @@ def test_abandoned_stream_and_call_are_recorded(
                 headers={"x-request-id": "gave-up"},
             )
         upstream.wait_for_disconnect(timeout=2)
-        # Stopped before the ledger has opened, records would wait in the journal for the
-        # next start (docs/storage.md); here they should be in the database.
-        deadline = time.monotonic() + 10
-        while httpx.get(f"{gateway.url}/health").json()["components"]["database"]["status"] != "ok":
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        wait_for_ledger(gateway.url)
         time.sleep(0.3)  # let the writer flush behind the requests
     by_id = {r.request_id: r for r in _records(url)}
     stream = by_id[stream_id]
