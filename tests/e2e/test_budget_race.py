@@ -18,7 +18,7 @@ from llm_gateway.core.types import ChatRequest, Message
 from llm_gateway.gate.keys import mint_key
 from llm_gateway.routing.estimate import estimate_completion_tokens, estimate_prompt_tokens
 from llm_gateway.storage import UsageQuery, open_storage
-from tests.conftest import serve_gateway
+from tests.conftest import serve_gateway, wait_for_ledger
 
 ADMIN = "admin-" + uuid.uuid4().hex
 PRICE = 1_000_000.0  # USD per 1M tokens: one dollar a token keeps the arithmetic readable
@@ -71,6 +71,7 @@ async def test_concurrent_requests_cannot_overspend_a_budget(counter: str) -> No
                 answers = await asyncio.gather(
                     *(client.post("/v1/chat/completions", json=_body(n)) for n in range(CONCURRENT))
                 )
+            await asyncio.to_thread(wait_for_ledger, gateway.url)
         ok = [a for a in answers if a.status_code == 200]
         refused = [a for a in answers if a.status_code != 200]
         assert {a.status_code for a in refused} == {402}
