@@ -1,10 +1,5 @@
 """Builds and runs what the gate needs beside the request path: storage, the ledger writer,
-limits, and the key snapshot (loaded at start, refreshed on change and on a timer).
-
-Across replicas, a key change made through one gateway's admin API is announced on a
-Redis channel so every replica reloads its snapshot at once; without Redis (one process)
-the reload is local. A periodic refresh covers a missed announcement and changes made
-straight in the database.
+limits, and the key snapshot (loaded at start; kept current by ``key_sync.KeySync``).
 """
 
 from __future__ import annotations
@@ -20,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from llm_gateway.config.schema import GatewayConfig
 from llm_gateway.core.records import UsageRecord, VirtualKey
 from llm_gateway.gate.gate import Gate, period_id
+from llm_gateway.gate.key_sync import KeySync
 from llm_gateway.gate.keys import KeyRing
 from llm_gateway.limits.base import RateLimiter, SpendCounter
 from llm_gateway.routing.router import Router
@@ -63,7 +59,12 @@ class AccessService:
         self.storage_ready = asyncio.Event()
         self._opening: asyncio.Task[None] | None = None
         self._redis: Any = None
-        self._channel = f"{config.redis.prefix}:keys-changed"
+        self._key_sync = KeySync(
+            self.reload_keys,
+            refresh_seconds=config.auth.keys_refresh_seconds,
+            redis_url=config.redis.url,
+            channel=f"{config.redis.prefix}:keys-changed",
+        )
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -97,12 +98,11 @@ class AccessService:
                 "Set auth.admin_key (or LLM_GATEWAY_ADMIN_KEY) and create keys, or bind "
                 "to 127.0.0.1."
             )
-        self._tasks.append(asyncio.create_task(self._refresh_loop()))
         if config.redis.url is not None:
             import redis.asyncio as redis
 
             self._redis = redis.Redis.from_url(config.redis.url, socket_timeout=1.0)
-            self._tasks.append(asyncio.create_task(self._listen_for_changes()))
+        self._key_sync.start(self._redis)
 
     def _submit(self, record: UsageRecord) -> None:
         writer = self.writer
@@ -185,6 +185,7 @@ class AccessService:
                 delay = min(delay * 2, 30.0)
 
     async def aclose(self) -> None:
+        await self._key_sync.aclose()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -281,61 +282,7 @@ class AccessService:
     async def keys_changed(self) -> None:
         """After an admin change: reload here, and tell the other replicas."""
         await self.reload_keys()
-        if self._redis is not None:
-            with contextlib.suppress(Exception):
-                await self._redis.publish(self._channel, b"1")
-
-    async def _refresh_loop(self) -> None:
-        interval = self._config.auth.keys_refresh_seconds
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await self.reload_keys()
-            except Exception as exc:  # the database is down: keep serving the snapshot
-                log.warning("could not refresh API keys (serving the last snapshot): %s", exc)
-
-    async def _listen_for_changes(self) -> None:
-        import redis.asyncio as redis
-
-        # Its own client: a subscription waits on its socket indefinitely, so it must not
-        # inherit the short timeout of the command client.
-        listener = redis.Redis.from_url(self._config.redis.url or "", health_check_interval=30)
-        delay = 0.5
-        try:
-            while True:
-                try:
-                    await self._listen(listener)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    log.warning(
-                        "key-change channel lost (%s); retrying in %.1fs",
-                        type(exc).__name__,
-                        delay,
-                    )
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 10.0)
-                else:
-                    delay = 0.5
-        finally:
-            with contextlib.suppress(Exception):
-                await listener.aclose()
-
-    async def _listen(self, listener: Any) -> None:
-        pubsub = listener.pubsub()
-        try:
-            await pubsub.subscribe(self._channel)
-            # Reload once subscribed: a change made while we were not listening counts too.
-            await self.reload_keys()
-            async for message in pubsub.listen():
-                if message.get("type") == "message":
-                    try:
-                        await self.reload_keys()
-                    except Exception as exc:
-                        log.warning("could not reload API keys after a change: %s", exc)
-        finally:
-            with contextlib.suppress(Exception):
-                await pubsub.aclose()
+        await self._key_sync.announce()
 
 
 class _WhenOpen:
