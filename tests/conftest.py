@@ -11,6 +11,7 @@ import pytest
 
 from llm_gateway.app import create_app
 from llm_gateway.config.schema import GatewayConfig
+from llm_gateway.core.records import UsageRecord
 from tests.fakes.server import RunningServer, run_server
 
 MOCK_ONLY: dict[str, Any] = {
@@ -65,3 +66,15 @@ def wait_for_ledger(gateway_url: str, timeout: float = 10.0) -> None:
             return
         assert time.monotonic() < deadline, health
         time.sleep(0.05)
+
+
+async def read_ledger(url: str, **filters: Any) -> list[UsageRecord]:
+    """The usage records in the database at ``url`` (``UsageQuery`` filters; 1000 at most)."""
+    from llm_gateway.storage import UsageQuery, open_storage
+
+    store = open_storage(url)
+    await store.start()
+    try:
+        return await store.query_usage(UsageQuery(limit=1000, **filters))
+    finally:
+        await store.aclose()

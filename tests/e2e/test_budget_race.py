@@ -17,8 +17,8 @@ import pytest
 from llm_gateway.core.types import ChatRequest, Message
 from llm_gateway.gate.keys import mint_key
 from llm_gateway.routing.estimate import estimate_completion_tokens, estimate_prompt_tokens
-from llm_gateway.storage import UsageQuery, open_storage
-from tests.conftest import serve_gateway, wait_for_ledger
+from llm_gateway.storage import open_storage
+from tests.conftest import read_ledger, serve_gateway, wait_for_ledger
 
 ADMIN = "admin-" + uuid.uuid4().hex
 PRICE = 1_000_000.0  # USD per 1M tokens: one dollar a token keeps the arithmetic readable
@@ -84,12 +84,7 @@ async def test_concurrent_requests_cannot_overspend_a_budget(counter: str) -> No
             for a in ok
         ]
         assert all(c / 1e6 <= reservation for c in costs)
-        store = open_storage(url)
-        await store.start()
-        try:
-            records = await store.query_usage(UsageQuery(key_id=key.id, limit=1000))
-        finally:
-            await store.aclose()
+        records = await read_ledger(url, key_id=key.id)
         spent = sum(r.cost for r in records)
         served = [r for r in records if r.status == 200]
         assert sorted(r.request_id for r in served) == sorted(a.headers["x-request-id"] for a in ok)

@@ -14,9 +14,9 @@ import httpx
 
 from llm_gateway.core.records import UsageRecord
 from llm_gateway.gate.keys import mint_key
-from llm_gateway.storage import UsageQuery, open_storage
+from llm_gateway.storage import open_storage
 from llm_gateway.storage.sqlite_peek import read_keys, read_spend, sqlite_file
-from tests.conftest import MOCK_ONLY, serve_gateway, wait_for_ledger
+from tests.conftest import MOCK_ONLY, read_ledger, serve_gateway, wait_for_ledger
 
 
 def test_sqlite_file_urls() -> None:
@@ -107,12 +107,7 @@ async def test_known_keys_and_spent_budgets_hold_from_the_first_request() -> Non
                 ]
             await asyncio.to_thread(wait_for_ledger, gateway.url)
         assert [a.status_code for a in answers] == [402, 200, 200]
-        store = open_storage(url)
-        await store.start()
-        try:
-            records = await store.query_usage(UsageQuery(limit=100))
-        finally:
-            await store.aclose()
+        records = await read_ledger(url)
         ids = {r.request_id for r in records}
         assert {a.headers["x-request-id"] for a in answers} <= ids and "old" in ids
 

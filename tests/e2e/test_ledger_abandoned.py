@@ -15,9 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from llm_gateway.core.records import UsageRecord
-from llm_gateway.storage import UsageQuery, open_storage
-from tests.conftest import serve_gateway, wait_for_ledger
+from tests.conftest import read_ledger, serve_gateway, wait_for_ledger
 from tests.fakes.openai_upstream import OpenAIUpstream
 from tests.fakes.scenarios import Scenario
 from tests.fakes.server import RunningServer, run_server
@@ -28,18 +26,6 @@ def fake() -> Iterator[tuple[OpenAIUpstream, RunningServer]]:
     upstream = OpenAIUpstream("openai", api_key="sk-up")
     with run_server(upstream) as server:
         yield upstream, server
-
-
-def _records(url: str) -> list[UsageRecord]:
-    async def read() -> list[UsageRecord]:
-        store = open_storage(url)
-        await store.start()
-        try:
-            return await store.query_usage(UsageQuery(limit=100))
-        finally:
-            await store.aclose()
-
-    return asyncio.run(read())
 
 
 def test_abandoned_stream_and_call_are_recorded(
@@ -81,7 +67,7 @@ def test_abandoned_stream_and_call_are_recorded(
         upstream.wait_for_disconnect(timeout=2)
         wait_for_ledger(gateway.url)
         time.sleep(0.3)  # let the writer flush behind the requests
-    by_id = {r.request_id: r for r in _records(url)}
+    by_id = {r.request_id: r for r in asyncio.run(read_ledger(url))}
     stream = by_id[stream_id]
     assert stream.streamed and stream.status == 200
     assert stream.error_code is not None and "client" in stream.error_code

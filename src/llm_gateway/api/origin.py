@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-_LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
+from llm_gateway.gate.loopback import is_loopback
 
 
 def _host_part(authority: str) -> str:
@@ -31,12 +31,8 @@ def _host_part(authority: str) -> str:
 
 
 def loopback_host(name: str) -> bool:
-    """Whether a host name (no port) is this machine: localhost, 127.0.0.0/8 or ::1."""
-    name = name.rstrip(".")
-    if name in _LOOPBACK_NAMES or name.endswith(".localhost"):
-        return True
-    parts = name.split(".")
-    return len(parts) == 4 and parts[0] == "127" and all(p.isdigit() for p in parts)
+    """Whether a host name (no port) is this machine (see ``gate.loopback``)."""
+    return is_loopback(name)
 
 
 def loopback_origin(origin: str) -> bool:

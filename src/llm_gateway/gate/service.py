@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import sqlite3
 import time
@@ -17,6 +16,7 @@ from llm_gateway.core.records import UsageRecord, VirtualKey
 from llm_gateway.gate.gate import Gate, period_id
 from llm_gateway.gate.key_sync import KeySync
 from llm_gateway.gate.keys import KeyRing
+from llm_gateway.gate.loopback import is_loopback
 from llm_gateway.limits.base import RateLimiter, SpendCounter
 from llm_gateway.routing.router import Router
 from llm_gateway.storage.base import Storage
@@ -28,16 +28,6 @@ log = logging.getLogger("llm_gateway.gate")
 
 BACKGROUND_OPEN_DELAY_SECONDS = 0.5
 STORAGE_WAIT_SECONDS = 10.0  # an admin call waits this long for storage still opening
-LOOPBACK_NAMES = {"localhost", "ip6-localhost", "ip6-loopback"}
-
-
-def is_loopback(host: str) -> bool:
-    if host in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 class OpenModeRefused(RuntimeError):
@@ -305,4 +295,4 @@ def _import_storage_modules() -> None:
     import llm_gateway.storage.writer  # noqa: F401
 
 
-__all__ = ["AccessService", "OpenModeRefused", "is_loopback"]
+__all__ = ["AccessService", "OpenModeRefused"]

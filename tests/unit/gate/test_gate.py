@@ -305,6 +305,6 @@ def test_stream_meter_collects_text_usage_and_first_token_time() -> None:
     ],
 )
 def test_loopback_addresses(host: str, loopback: bool) -> None:
-    from llm_gateway.gate.service import is_loopback
+    from llm_gateway.gate.loopback import is_loopback
 
     assert is_loopback(host) is loopback
